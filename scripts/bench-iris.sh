@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# bench-iris.sh — wall-clock comparison of graft vs Keras 3 (JAX backend, CPU)
+# on the iris pipeline (pipelines/iris.toml).
+#
+# What it measures (same model on both sides: standardised 4 features ->
+# Dense16 relu -> Dense16 relu -> Dense3 softmax, Adam lr=0.01, sparse CE,
+# batch 16, 150 epochs, shuffle, seed 42, no validation, no early stopping):
+#   graft train loop   .timing.train_seconds from report.json, median of N runs
+#   graft command      wall time of the whole `graft fit ...` process
+#                      (start-up, CSV load, training, writing artefacts), median
+#   keras fit cold     first model.fit() in a fresh Python process (includes JAX
+#                      start-up, tracing and XLA compilation; imports excluded)
+#   keras fit warm     model.fit() of a second, freshly built model in the same
+#                      process
+# Ratios: graft_train / keras_warm (like-for-like training loop) and
+#         graft_command / keras_cold (what a user waits for vs Keras's fit).
+# Goal "graft <= 0.1x Keras" is reported as met only when both ratios <= 0.1.
+#
+# Usage: scripts/bench-iris.sh            (run from anywhere)
+# Env:   RUNS=5        number of graft runs
+#        EPOCHS=150    epochs for both sides
+#        PYTHON=...    interpreter (>= 3.12) used to create .venv-bench
+#
+# The Keras side lives in a venv at .venv-bench (git-ignored), created and
+# populated with the pinned packages below only when they are missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$(pwd)
+
+RUNS=${RUNS:-5}
+EPOCHS=${EPOCHS:-150}
+VENV="$ROOT/.venv-bench"
+# jax/jaxlib 0.12.0.1 require Python >= 3.12.
+PINS=(keras==3.15.1 jax==0.12.0.1 jaxlib==0.12.0.1 numpy==2.5.5 pandas==3.1.1)
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-iris.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- venv ----
+py_ok() { # $1: interpreter; true if it runs and is >= 3.12
+    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
+}
+
+find_python() {
+    local c v
+    for c in ${PYTHON:-} python3.13 python3.12 python3; do
+        if command -v "$c" >/dev/null 2>&1 && py_ok "$c"; then
+            command -v "$c"; return 0
+        fi
+    done
+    if command -v pyenv >/dev/null 2>&1; then
+        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.[0-9]+)*$' | sort -rV); do
+            c="$(pyenv root)/versions/$v/bin/python3"
+            if py_ok "$c"; then echo "$c"; return 0; fi
+        done
+    fi
+    return 1
+}
+
+pins_installed() {
+    [[ -x "$VENV/bin/python" ]] || return 1
+    "$VENV/bin/python" - "${PINS[@]}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version, PackageNotFoundError
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+
+if ! pins_installed; then
+    if [[ ! -x "$VENV/bin/python" ]] || ! py_ok "$VENV/bin/python"; then
+        py=$(find_python) || die "need Python >= 3.12 for jax 0.12 (set PYTHON=/path/to/python3.12)"
+        log "creating $VENV with $py"
+        rm -rf "$VENV"
+        "$py" -m venv "$VENV"
+    fi
+    log "installing ${PINS[*]} into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
+    pins_installed || die "pinned packages still missing from $VENV"
+fi
+
+# --------------------------------------------------------------- graft ----
+log "building graft (release)"
+cargo build --release --quiet
+GRAFT="$ROOT/target/release/graft"
+[[ -x "$GRAFT" ]] || die "$GRAFT not found after build"
+[[ -f pipelines/iris.toml ]] || die "pipelines/iris.toml not found"
+
+now() { date +%s.%N; }
+
+train_times=()
+cmd_times=()
+for i in $(seq 1 "$RUNS"); do
+    rm -rf "$tmp/run"
+    t0=$(now)
+    if ! "$GRAFT" fit pipelines/iris.toml --out "$tmp/run" \
+            --set validation.method=none \
+            --set train.epochs="$EPOCHS" \
+            --set train.early_stopping.patience=0 \
+            >"$tmp/graft.log" 2>&1; then
+        cat "$tmp/graft.log" >&2
+        die "graft fit failed (run $i)"
+    fi
+    t1=$(now)
+    [[ -f "$tmp/run/report.json" ]] || die "graft wrote no $tmp/run/report.json"
+    train=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timing"]["train_seconds"])' \
+        "$tmp/run/report.json") || die "no .timing.train_seconds in report.json"
+    cmd=$(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.4f}")' "$t0" "$t1")
+    log "graft run $i/$RUNS: train ${train}s, command ${cmd}s"
+    train_times+=("$train")
+    cmd_times+=("$cmd")
+done
+
+# --------------------------------------------------------------- keras ----
+log "running Keras (JAX, CPU)"
+if ! "$VENV/bin/python" scripts/bench_iris_keras.py --epochs "$EPOCHS" \
+        >"$tmp/keras.json" 2>"$tmp/keras.err"; then
+    cat "$tmp/keras.err" >&2
+    die "Keras benchmark failed"
+fi
+keras_json=$(tail -n 1 "$tmp/keras.json")
+
+# --------------------------------------------------------------- table ----
+python3 - "$keras_json" "${train_times[*]}" "${cmd_times[*]}" <<'PY'
+import json, statistics, sys
+
+keras = json.loads(sys.argv[1])
+train = [float(v) for v in sys.argv[2].split()]
+cmd = [float(v) for v in sys.argv[3].split()]
+g_train = statistics.median(train)
+g_cmd = statistics.median(cmd)
+k_cold = float(keras["fit_seconds"])
+k_warm = float(keras["fit_seconds_warm"])
+r_train = g_train / k_warm
+r_cmd = g_cmd / k_cold
+
+print(f"iris benchmark: {keras.get('epochs')} epochs, batch {keras.get('batch_size')}, "
+      f"graft runs {len(train)}; keras {keras['keras']} / jax {keras['jax']} (CPU)")
+print(f"{'measure':<36}{'seconds':>10}")
+print("-" * 46)
+rows = [
+    (f"graft train loop (median of {len(train)})", g_train),
+    (f"graft whole command (median of {len(cmd)})", g_cmd),
+    ("keras fit cold", k_cold),
+    ("keras fit warm", k_warm),
+]
+for name, v in rows:
+    print(f"{name:<36}{v:>10.4f}")
+print("-" * 46)
+print(f"{'graft_train / keras_warm':<36}{r_train:>9.3f}x")
+print(f"{'graft_command / keras_cold':<36}{r_cmd:>9.3f}x")
+print(f"keras train accuracy: {keras.get('train_accuracy')}")
+ok_train, ok_cmd = r_train <= 0.1, r_cmd <= 0.1
+print(f"goal graft <= 0.1x Keras: train loop {'MET' if ok_train else 'NOT MET'}, "
+      f"command {'MET' if ok_cmd else 'NOT MET'} -> "
+      f"{'MET' if ok_train and ok_cmd else 'NOT MET'}")
+PY

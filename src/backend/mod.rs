@@ -1,0 +1,84 @@
+//! Inference engines behind one trait: `tract` (pure Rust, always built, the verifier) and, from the
+//! backbone issue on, ONNX Runtime.
+
+mod tract;
+
+pub use self::tract::TractBackend;
+
+use std::path::Path;
+
+use ndarray::ArrayD;
+
+use crate::{Error, Result};
+
+/// A tensor crossing the engine boundary.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    F32(ArrayD<f32>),
+    I64(ArrayD<i64>),
+    U8(ArrayD<u8>),
+}
+
+impl Value {
+    /// The element type's name, for error messages.
+    pub fn dtype(&self) -> &'static str {
+        match self {
+            Value::F32(_) => "f32",
+            Value::I64(_) => "i64",
+            Value::U8(_) => "u8",
+        }
+    }
+
+    /// The tensor's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Value::F32(a) => a.shape(),
+            Value::I64(a) => a.shape(),
+            Value::U8(a) => a.shape(),
+        }
+    }
+
+    /// The f32 array, or an error naming `name`.
+    pub fn into_f32(self, name: &str) -> Result<ArrayD<f32>> {
+        match self {
+            Value::F32(a) => Ok(a),
+            other => Err(Error::Tensor { name: name.into(), msg: format!("is {}, expected f32", other.dtype()) }),
+        }
+    }
+}
+
+/// Name, element type and shape (`None` for a symbolic dimension) of a model input or output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<Option<usize>>,
+}
+
+/// An engine with one loaded model.
+pub trait Backend {
+    /// Short engine name (`tract`, `ort`).
+    fn name(&self) -> &'static str;
+    /// The model's inputs, in order.
+    fn inputs(&self) -> &[TensorInfo];
+    /// The model's outputs, in order.
+    fn outputs(&self) -> &[TensorInfo];
+    /// Runs the model on named inputs; returns every output, in order.
+    fn run(&mut self, inputs: Vec<(String, Value)>) -> Result<Vec<(String, Value)>>;
+
+    /// Runs the model and returns the output named `name` as f32.
+    fn run_output(&mut self, inputs: Vec<(String, Value)>, name: &str) -> Result<ArrayD<f32>> {
+        let outputs = self.run(inputs)?;
+        let backend = self.name();
+        let (_, v) = outputs
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| Error::Backend { backend, msg: format!("the model has no output `{name}`") })?;
+        v.into_f32(name)
+    }
+}
+
+/// Loads `path` on tract.
+pub fn tract(path: &Path) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(TractBackend::load(path)?))
+}

@@ -1,0 +1,255 @@
+//! Pipeline TOML: `data`, `model`, `train` and `validation` sections, `--set key=value` overrides,
+//! and validation of the result. Unknown keys are errors that name their line.
+//!
+//! Relative paths in a pipeline are resolved against the current working directory.
+
+mod overrides;
+
+pub use overrides::apply_override;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::nn::OptimizerConfig;
+use crate::{Error, Result};
+
+/// A whole pipeline, as written in `pipelines/*.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Short name, used for the default output folder.
+    pub name: String,
+    /// What kind of pipeline this is.
+    pub task: Task,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub validation: ValidationConfig,
+}
+
+/// Pipeline kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Numeric CSV classification.
+    Tabular,
+}
+
+/// Where the examples come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub path: PathBuf,
+    /// Label column.
+    pub label: String,
+    /// Feature columns (default: all others except `exclude`).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// The trainable model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Units of each hidden Dense + ReLU layer.
+    pub hidden: Vec<usize>,
+    /// Dropout rate before each Dense layer (0 = none).
+    pub dropout: f32,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig { hidden: vec![16, 16], dropout: 0.0 }
+    }
+}
+
+/// Training loop settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub class_weight: ClassWeight,
+    pub optimizer: OptimizerConfig,
+    pub early_stopping: EarlyStoppingConfig,
+    pub reduce_lr: ReduceLrConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 100,
+            batch_size: 32,
+            seed: 42,
+            class_weight: ClassWeight::Named(ClassWeightMode::None),
+            optimizer: OptimizerConfig::default(),
+            early_stopping: EarlyStoppingConfig::default(),
+            reduce_lr: ReduceLrConfig::default(),
+        }
+    }
+}
+
+/// Per-class loss weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", untagged)]
+pub enum ClassWeight {
+    /// `"none"` or `"balanced"` (`n / (classes * count)`, as scikit-learn).
+    Named(ClassWeightMode),
+    /// One weight per class, in label order.
+    Explicit(Vec<f32>),
+}
+
+/// Named class-weight schemes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeightMode {
+    None,
+    Balanced,
+}
+
+
+/// Stop when the monitored loss has not improved for `patience` epochs, then restore the best
+/// weights. `patience = 0` disables it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EarlyStoppingConfig {
+    pub patience: usize,
+    pub min_delta: f32,
+}
+
+impl Default for EarlyStoppingConfig {
+    fn default() -> Self {
+        EarlyStoppingConfig { patience: 10, min_delta: 0.0 }
+    }
+}
+
+/// Multiply the learning rate by `factor` when the monitored loss has not improved for `patience`
+/// epochs, down to `min_lr`. `patience = 0` disables it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReduceLrConfig {
+    pub patience: usize,
+    pub factor: f32,
+    pub min_lr: f32,
+}
+
+impl Default for ReduceLrConfig {
+    fn default() -> Self {
+        ReduceLrConfig { patience: 0, factor: 0.5, min_lr: 1e-6 }
+    }
+}
+
+/// How the model is evaluated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidationConfig {
+    pub method: ValidationMethod,
+    /// Folds for `kfold`.
+    pub folds: usize,
+    /// Validation share for `holdout`.
+    pub fraction: f32,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        ValidationConfig { method: ValidationMethod::Holdout, folds: 5, fraction: 0.2 }
+    }
+}
+
+/// Validation schemes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationMethod {
+    /// Stratified k-fold cross-validation, then a final model on all rows.
+    Kfold,
+    /// One stratified validation split; early stopping watches it.
+    Holdout,
+    /// Train on everything, evaluate on the training rows.
+    None,
+}
+
+impl PipelineConfig {
+    /// Reads a pipeline file and applies `overrides` (`key=value`, TOML values; bare words are
+    /// strings), then validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Like [`PipelineConfig::load`] from text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        let located = |e: toml::de::Error| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let at = line.map(|l| format!("{origin}:{l}")).unwrap_or_else(|| origin.to_string());
+            Error::config(at, e.message().to_string())
+        };
+        let mut value: toml::Value = toml::from_str(text).map_err(located)?;
+        let cfg: PipelineConfig = toml::from_str(text).map_err(located)?;
+        let mut cfg = cfg.build().map_err(|e| relabel(e, origin))?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+            cfg = value
+                .clone()
+                .try_into::<PipelineConfig>()
+                .map_err(|e| Error::config(format!("--set {o}"), e.message().to_string()))?
+                .build()
+                .map_err(|e| relabel(e, &format!("--set {o}")))?;
+        }
+        Ok(cfg)
+    }
+
+    /// Validates every field; returns the config unchanged when it is usable.
+    pub fn build(self) -> Result<Self> {
+        let bad = |field: &str, msg: &str| Err(Error::config(field, msg));
+        let t = &self.train;
+        if t.epochs == 0 {
+            return bad("train.epochs", "must be at least 1");
+        }
+        if t.batch_size == 0 {
+            return bad("train.batch_size", "must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return bad("model.dropout", "must be in [0, 1)");
+        }
+        if self.model.hidden.contains(&0) {
+            return bad("model.hidden", "layer sizes must be at least 1");
+        }
+        if !(t.reduce_lr.factor > 0.0 && t.reduce_lr.factor < 1.0) {
+            return bad("train.reduce_lr.factor", "must be in (0, 1)");
+        }
+        if let ClassWeight::Explicit(w) = &t.class_weight {
+            if w.iter().any(|w| !(*w > 0.0 && w.is_finite())) {
+                return bad("train.class_weight", "weights must be positive numbers");
+            }
+        }
+        let v = &self.validation;
+        if v.method == ValidationMethod::Kfold && v.folds < 2 {
+            return bad("validation.folds", "must be at least 2");
+        }
+        if v.method == ValidationMethod::Holdout && !(v.fraction > 0.0 && v.fraction < 1.0) {
+            return bad("validation.fraction", "must be in (0, 1)");
+        }
+        t.optimizer.build().map_err(|e| match e {
+            Error::Config { msg, .. } => Error::config("train.optimizer", msg),
+            e => e,
+        })?;
+        Ok(self)
+    }
+}
+
+fn relabel(e: Error, origin: &str) -> Error {
+    match e {
+        Error::Config { origin: field, msg } => Error::config(format!("{origin}: {field}"), msg),
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,87 @@
+//! Export: a trained [`Sequential`] becomes an ONNX graph (walking the same layers that were
+//! trained), with a final `Softmax` named `probabilities` and graft's `metadata_props`.
+
+use crate::data::Labels;
+use crate::nn::Sequential;
+use crate::onnx::{pb, Attr, Dim, GraphBuilder, OPSET};
+use crate::Result;
+
+use pb::tensor_proto::DataType;
+
+/// The output every graft model has: `probabilities` f32 `[N, C]`.
+pub const OUTPUT: &str = "probabilities";
+
+/// The input of tabular models: `features` f32 `[N, F]`, raw (unstandardised) values.
+pub const TABULAR_INPUT: &str = "features";
+
+/// Metadata keys graft writes.
+pub mod keys {
+    pub const VERSION: &str = "graft.version";
+    pub const TASK: &str = "graft.task";
+    pub const LABELS: &str = "graft.labels";
+    pub const FEATURES: &str = "graft.features";
+}
+
+/// The `metadata_props` common to every exported model, plus `extra`.
+pub fn metadata(task: &str, labels: &Labels, extra: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut m = vec![
+        (keys::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (keys::TASK.to_string(), task.to_string()),
+        (keys::LABELS.to_string(), labels.to_json()),
+    ];
+    m.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    m
+}
+
+/// Appends `model`'s layers after tensor `input` of `g`, then the softmax output.
+pub fn append_head(g: &mut GraphBuilder, model: &Sequential, input: &str, classes: usize) -> Result<()> {
+    let mut x = input.to_string();
+    for layer in model.layers() {
+        x = layer.to_onnx(g, &x)?;
+    }
+    g.node_to("Softmax", &[&x], &[Attr::Int("axis", -1)], &[OUTPUT]);
+    g.output(OUTPUT, DataType::Float, &[Dim::Symbol("N".into()), Dim::Fixed(classes as i64)]);
+    Ok(())
+}
+
+/// A standalone graph for a model over a 2-D f32 input named `input` with `features` columns.
+///
+/// # Shapes
+/// input `[N, features]` -> `probabilities` `[N, classes]`
+pub fn tabular(
+    model: &Sequential,
+    input: &str,
+    features: usize,
+    classes: usize,
+    metadata: &[(String, String)],
+) -> Result<pb::ModelProto> {
+    let mut g = GraphBuilder::new("");
+    g.input(input, DataType::Float, &[Dim::Symbol("N".into()), Dim::Fixed(features as i64)]);
+    append_head(&mut g, model, input, classes)?;
+    Ok(g.into_model(OPSET, metadata))
+}
+
+/// What `graft predict` and `graft verify` need to know about an exported model, read back from its
+/// metadata.
+#[derive(Clone, Debug)]
+pub struct ModelMeta {
+    pub task: String,
+    pub labels: Labels,
+    /// Feature column names (tabular models).
+    pub features: Option<Vec<String>>,
+}
+
+impl ModelMeta {
+    /// Reads the metadata of the ONNX file at `path`.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        let model = crate::onnx::load(path)?;
+        let task = crate::onnx::require_metadata(&model, keys::TASK, path)?.to_string();
+        let labels = Labels::from_json(crate::onnx::require_metadata(&model, keys::LABELS, path)?)
+            .map_err(|e| crate::Error::onnx(path.display().to_string(), e.to_string()))?;
+        let features = crate::onnx::metadata(&model, keys::FEATURES)
+            .map(serde_json::from_str::<Vec<String>>)
+            .transpose()
+            .map_err(|e| crate::Error::onnx(path.display().to_string(), format!("{}: {e}", keys::FEATURES)))?;
+        Ok(ModelMeta { task, labels, features })
+    }
+}

@@ -1,0 +1,92 @@
+//! Native layers, losses and optimizers: the trainable part of every graft model.
+//!
+//! A [`Layer`] knows its forward pass, its backward pass, its parameters and how to write itself as
+//! ONNX nodes ([`Layer::to_onnx`]). Export walks the same [`Sequential`] that was trained, so the
+//! deployed graph cannot drift from the trained model.
+
+mod activation;
+mod dense;
+mod dropout;
+mod init;
+pub mod loss;
+pub mod optim;
+pub mod sequential;
+mod standardize;
+
+pub use activation::Relu;
+pub use dense::Dense;
+pub use dropout::Dropout;
+pub use init::Init;
+pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use sequential::Sequential;
+pub use standardize::Standardize;
+
+use ndarray::ArrayD;
+use serde::{Deserialize, Serialize};
+
+use crate::onnx::GraphBuilder;
+use crate::rng::Rng;
+use crate::Result;
+
+/// Per-call context of a forward pass.
+pub struct Ctx<'a> {
+    /// Training mode (dropout on) or inference mode.
+    pub train: bool,
+    /// The run's random stream (dropout masks).
+    pub rng: &'a mut Rng,
+}
+
+/// A trainable tensor and its gradient, as seen by an optimizer.
+pub struct Param<'a> {
+    /// Name within its layer (`weight`, `bias`, ...).
+    pub name: &'static str,
+    pub value: &'a mut ArrayD<f32>,
+    pub grad: &'a mut ArrayD<f32>,
+    /// Whether L2 / weight decay applies (weights yes, biases no).
+    pub decay: bool,
+}
+
+/// One native layer.
+pub trait Layer: Send {
+    /// Forward pass; caches what [`Layer::backward`] needs when `ctx.train`.
+    fn forward(&mut self, x: ArrayD<f32>, ctx: &mut Ctx) -> ArrayD<f32>;
+    /// Backward pass: takes dL/dy, stores parameter gradients, returns dL/dx.
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
+    /// The trainable parameters, in a fixed order.
+    fn params(&mut self) -> Vec<Param<'_>> {
+        Vec::new()
+    }
+    /// The serialisable description that rebuilds this layer (weights excluded).
+    fn spec(&self) -> LayerSpec;
+    /// Appends this layer's inference graph after tensor `input`; returns the output tensor name.
+    fn to_onnx(&self, g: &mut GraphBuilder, input: &str) -> Result<String>;
+}
+
+/// Serialisable description of a layer; [`LayerSpec::build`] makes the layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// Fixed `(x - mean) / std`, fitted on the training split.
+    Standardize { mean: Vec<f32>, std: Vec<f32> },
+    /// Fully connected layer, `y = x W + b`.
+    Dense { inputs: usize, units: usize, init: Init },
+    /// Rectified linear unit.
+    Relu,
+    /// Inverted dropout, identity at inference.
+    Dropout { rate: f32 },
+}
+
+impl LayerSpec {
+    /// Builds the layer with freshly initialised parameters drawn from `rng`.
+    pub fn build(&self, rng: &mut Rng) -> Box<dyn Layer> {
+        match self {
+            LayerSpec::Standardize { mean, std } => Box::new(Standardize::new(mean.clone(), std.clone())),
+            LayerSpec::Dense { inputs, units, init } => Box::new(Dense::new(*inputs, *units, *init, rng)),
+            LayerSpec::Relu => Box::new(Relu::default()),
+            LayerSpec::Dropout { rate } => Box::new(Dropout::new(*rate)),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod gradcheck;

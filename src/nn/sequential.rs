@@ -1,0 +1,137 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use ndarray::{Array2, ArrayD, Ix2};
+use safetensors::tensor::TensorView;
+
+use super::{loss, Ctx, Layer, LayerSpec, Param};
+use crate::rng::Rng;
+use crate::{io, Error, Result};
+
+/// A stack of layers applied in order; the one model type the trainer and the exporter know.
+pub struct Sequential {
+    layers: Vec<Box<dyn Layer>>,
+}
+
+impl Sequential {
+    /// Builds every layer of `specs`, drawing initial weights from `rng`.
+    pub fn new(specs: &[LayerSpec], rng: &mut Rng) -> Self {
+        Sequential { layers: specs.iter().map(|s| s.build(rng)).collect() }
+    }
+
+    /// The layers, in order.
+    pub fn layers(&self) -> &[Box<dyn Layer>] {
+        &self.layers
+    }
+
+    /// Descriptions that rebuild this model's architecture.
+    pub fn specs(&self) -> Vec<LayerSpec> {
+        self.layers.iter().map(|l| l.spec()).collect()
+    }
+
+    /// Forward pass through every layer.
+    pub fn forward(&mut self, x: ArrayD<f32>, ctx: &mut Ctx) -> ArrayD<f32> {
+        self.layers.iter_mut().fold(x, |x, l| l.forward(x, ctx))
+    }
+
+    /// Backward pass from dL/d(output); parameter gradients are left in the layers.
+    pub fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        self.layers.iter_mut().rev().fold(grad, |g, l| l.backward(g))
+    }
+
+    /// All trainable parameters, named `layers.{i}.{name}`, in a stable order.
+    pub fn params(&mut self) -> Vec<(String, Param<'_>)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            for p in layer.params() {
+                out.push((format!("layers.{i}.{}", p.name), p));
+            }
+        }
+        out
+    }
+
+    /// Copies of all parameter values, by name.
+    pub fn state(&mut self) -> Vec<(String, ArrayD<f32>)> {
+        self.params().into_iter().map(|(n, p)| (n, p.value.clone())).collect()
+    }
+
+    /// Restores parameter values saved by [`Sequential::state`]; every parameter must be present with
+    /// its shape.
+    pub fn load_state(&mut self, state: &HashMap<String, ArrayD<f32>>) -> Result<()> {
+        for (name, p) in self.params() {
+            let v = state.get(&name).ok_or_else(|| Error::Tensor { name: name.clone(), msg: "missing".into() })?;
+            if v.shape() != p.value.shape() {
+                return Err(Error::Tensor {
+                    name,
+                    msg: format!("shape {:?}, expected {:?}", v.shape(), p.value.shape()),
+                });
+            }
+            p.value.assign(v);
+        }
+        Ok(())
+    }
+
+    /// Class probabilities in inference mode.
+    ///
+    /// # Shapes
+    /// `x` `[N, ...]` -> `[N, C]`
+    pub fn predict_proba(&mut self, x: ArrayD<f32>) -> Array2<f32> {
+        let mut rng = Rng::new(0);
+        let logits = self.forward(x, &mut Ctx { train: false, rng: &mut rng });
+        loss::softmax(logits.into_dimensionality::<Ix2>().expect("logits are [N, C]").view())
+    }
+
+    /// Saves the architecture and weights as safetensors, with `metadata` alongside (atomic write).
+    pub fn save(&mut self, path: &Path, mut metadata: HashMap<String, String>) -> Result<()> {
+        let specs = serde_json::to_string(&self.specs()).expect("specs serialise");
+        metadata.insert("graft.layers".into(), specs);
+        save_tensors(path, &self.state(), metadata)
+    }
+
+    /// Loads what [`Sequential::save`] wrote; returns the model and its metadata.
+    pub fn load(path: &Path) -> Result<(Self, HashMap<String, String>)> {
+        let (tensors, metadata) = load_tensors(path)?;
+        let specs = metadata
+            .get("graft.layers")
+            .ok_or_else(|| Error::data(path, None, "no `graft.layers` metadata: not a graft model"))?;
+        let specs: Vec<LayerSpec> =
+            serde_json::from_str(specs).map_err(|e| Error::data(path, None, format!("graft.layers: {e}")))?;
+        let mut model = Sequential::new(&specs, &mut Rng::new(0));
+        model.load_state(&tensors).map_err(|e| Error::data(path, None, e.to_string()))?;
+        Ok((model, metadata))
+    }
+}
+
+/// Writes f32 tensors and string metadata as one safetensors file, atomically.
+pub fn save_tensors(path: &Path, tensors: &[(String, ArrayD<f32>)], metadata: HashMap<String, String>) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(n, a)| (n.clone(), a.iter().flat_map(|v| v.to_le_bytes()).collect(), a.shape().to_vec()))
+        .collect();
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, b, s)| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("consistent")))
+        .collect();
+    let data = safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+    io::write_atomic(path, &data)
+}
+
+/// Reads every f32 tensor and the metadata of a safetensors file.
+pub fn load_tensors(path: &Path) -> Result<(HashMap<String, ArrayD<f32>>, HashMap<String, String>)> {
+    let bytes = io::read(path)?;
+    let bad = |e: safetensors::SafeTensorError| Error::data(path, None, e.to_string());
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != safetensors::Dtype::F32 {
+            return Err(Error::data(path, None, format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+        }
+        let data: Vec<f32> =
+            view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let array = ArrayD::from_shape_vec(view.shape().to_vec(), data).expect("safetensors shapes are consistent");
+        out.insert(name, array);
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}

@@ -1,0 +1,65 @@
+use serde::{Deserialize, Serialize};
+
+use crate::config::{PipelineConfig, ValidationMethod};
+use crate::train::metrics::Metrics;
+use crate::train::EpochRecord;
+use crate::verify::Verification;
+
+/// `report.json`: everything needed to understand and reproduce a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub graft_version: String,
+    pub pipeline: PipelineConfig,
+    pub seed: u64,
+    pub data: DataSummary,
+    pub validation: ValidationSummary,
+    /// Per-epoch history of the exported model's training.
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub verification: Verification,
+    pub timing: Timing,
+    /// Files written into the run folder.
+    pub outputs: Vec<String>,
+}
+
+/// What was trained on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DataSummary {
+    pub path: String,
+    pub rows: usize,
+    pub features: Vec<String>,
+    pub labels: Vec<String>,
+    pub class_counts: Vec<usize>,
+}
+
+/// How the model was evaluated and the resulting metrics.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ValidationSummary {
+    pub method: ValidationMethod,
+    /// `out-of-fold`, `holdout` or `train`.
+    pub evaluated_on: String,
+    pub rows: usize,
+    pub metrics: Metrics,
+    /// Per-fold results for k-fold.
+    pub folds: Vec<FoldResult>,
+}
+
+/// One cross-validation fold.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FoldResult {
+    pub fold: usize,
+    pub rows: usize,
+    pub accuracy: f32,
+    pub log_loss: f32,
+    pub best_epoch: usize,
+    pub epochs: usize,
+}
+
+/// Wall-clock seconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Timing {
+    /// Inside training loops (all folds and the final model).
+    pub train_seconds: f64,
+    pub total_seconds: f64,
+}

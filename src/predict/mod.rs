@@ -1,0 +1,74 @@
+//! Prediction with an exported model: reads its metadata, prepares the inputs accordingly and runs
+//! the graph on an inference engine (never the native model).
+
+use std::path::Path;
+
+use ndarray::Ix2;
+use serde::Serialize;
+
+use crate::backend::{Backend, Value};
+use crate::data::{read_csv, CsvOptions};
+use crate::export::{ModelMeta, OUTPUT, TABULAR_INPUT};
+use crate::{Error, Result};
+
+/// One predicted example.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Row number (CSV) or path (images).
+    pub id: String,
+    pub label: String,
+    /// `(label, probability)` in label order.
+    pub probabilities: Vec<(String, f32)>,
+}
+
+impl Prediction {
+    /// One output line: tab-separated `id`, `label` and `label=p` pairs (the `top_k` most likely), or
+    /// a JSON object `{"id", "label", "probabilities": {label: p}}`.
+    pub fn line(&self, json: bool, top_k: Option<usize>) -> String {
+        let mut probs = self.probabilities.clone();
+        if let Some(k) = top_k {
+            probs.sort_by(|a, b| b.1.total_cmp(&a.1));
+            probs.truncate(k);
+        }
+        if json {
+            let map: serde_json::Map<String, serde_json::Value> =
+                probs.into_iter().map(|(l, p)| (l, serde_json::json!(p))).collect();
+            serde_json::json!({"id": self.id, "label": self.label, "probabilities": map}).to_string()
+        } else {
+            let ps: Vec<String> = probs.iter().map(|(l, p)| format!("{l}={p:.4}")).collect();
+            format!("{}\t{}\t{}", self.id, self.label, ps.join(" "))
+        }
+    }
+}
+
+/// Turns a probability matrix into predictions named by `ids`.
+///
+/// # Shapes
+/// `proba` `[N, C]`, `ids` `[N]`, `meta.labels` `[C]`
+pub fn to_predictions(proba: ndarray::ArrayView2<f32>, ids: Vec<String>, meta: &ModelMeta) -> Vec<Prediction> {
+    let best = crate::train::metrics::argmax_rows(proba);
+    ids.into_iter()
+        .enumerate()
+        .map(|(i, id)| Prediction {
+            id,
+            label: meta.labels.0[best[i]].clone(),
+            probabilities: meta.labels.0.iter().cloned().zip(proba.row(i).iter().copied()).collect(),
+        })
+        .collect()
+}
+
+/// Predicts every row of `csv` with the tabular model at `model` (the label column may be absent).
+pub fn tabular(model: &Path, csv: &Path, engine: &mut dyn Backend) -> Result<Vec<Prediction>> {
+    let meta = ModelMeta::read(model)?;
+    if meta.task != "tabular" {
+        return Err(Error::Invalid(format!("{}: a {} model cannot predict on a CSV of features", model.display(), meta.task)));
+    }
+    let features = meta.features.clone().ok_or_else(|| {
+        Error::onnx(model.display().to_string(), "metadata `graft.features` is missing")
+    })?;
+    let table = read_csv(csv, &CsvOptions { features: Some(features), ..Default::default() })?;
+    let n = table.x.shape()[0];
+    let proba = engine.run_output(vec![(TABULAR_INPUT.into(), Value::F32(table.x))], OUTPUT)?;
+    let proba = proba.into_dimensionality::<Ix2>().map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
+    Ok(to_predictions(proba.view(), (1..=n).map(|i| i.to_string()).collect(), &meta))
+}

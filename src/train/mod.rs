@@ -1,0 +1,248 @@
+//! The one training loop every pipeline uses: mini-batches over a [`Dataset`], the fused softmax
+//! cross-entropy, an [`Optimizer`](crate::nn::Optimizer), early stopping with best-weight
+//! restoration, reduce-LR-on-plateau, per-epoch checkpoints and `--resume`.
+
+pub mod callbacks;
+mod checkpoint;
+pub mod metrics;
+pub mod plot;
+mod progress;
+
+pub use progress::{Progress, ProgressMode};
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ndarray::{ArrayD, Axis, Ix2};
+use serde::{Deserialize, Serialize};
+
+use self::callbacks::{EarlyStopping, Plateau, Verdict};
+use self::checkpoint::LoopState;
+use crate::config::{ClassWeight, ClassWeightMode, TrainConfig};
+use crate::data::{class_counts, Dataset};
+use crate::nn::{loss, Ctx, Sequential};
+use crate::rng::Rng;
+use crate::{Error, Result};
+
+/// One epoch's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub loss: f32,
+    pub accuracy: f32,
+    pub val_loss: Option<f32>,
+    pub val_accuracy: Option<f32>,
+    pub lr: f32,
+}
+
+/// The result of one [`fit`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitOutcome {
+    pub history: Vec<EpochRecord>,
+    /// The epoch whose weights the model holds at the end (the best one under early stopping).
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// Seconds spent in the loop (across resumptions).
+    pub seconds: f64,
+}
+
+/// Run-wide control shared by every fit of one command: checkpoints, resumption, progress, and a
+/// deliberate stop after a number of epochs (to exercise `--resume`).
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub checkpoint_dir: Option<PathBuf>,
+    pub resume: bool,
+    pub halt_after_epochs: Option<usize>,
+    pub progress: ProgressMode,
+    epochs_run: usize,
+}
+
+impl Session {
+    /// A session; checkpoints go to `checkpoint_dir` when given.
+    pub fn new(checkpoint_dir: Option<PathBuf>, resume: bool, progress: ProgressMode) -> Self {
+        Session { checkpoint_dir, resume, halt_after_epochs: None, progress, epochs_run: 0 }
+    }
+}
+
+/// Per-class loss weights for `cfg` on labels `y` of `n_classes` classes.
+pub fn class_weights(cfg: &ClassWeight, y: &[usize], n_classes: usize) -> Result<Option<Vec<f32>>> {
+    match cfg {
+        ClassWeight::Named(ClassWeightMode::None) => Ok(None),
+        ClassWeight::Named(ClassWeightMode::Balanced) => {
+            let counts = class_counts(y, n_classes);
+            let n = y.len() as f32;
+            Ok(Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (n_classes as f32 * c as f32) }).collect()))
+        }
+        ClassWeight::Explicit(w) if w.len() == n_classes => Ok(Some(w.clone())),
+        ClassWeight::Explicit(w) => Err(Error::config(
+            "train.class_weight",
+            format!("{} weights given for {n_classes} classes", w.len()),
+        )),
+    }
+}
+
+/// Trains `model` on `train`, watching `val` when given (else the training loss), and leaves the
+/// final weights in `model`: the best epoch's when early stopping is on.
+///
+/// `run` names the checkpoint and the progress line. With a checkpoint folder, state is saved after
+/// every epoch; with `session.resume`, a saved run continues where it stopped (or returns at once
+/// when it had finished), drawing exactly the random numbers the uninterrupted run would have.
+pub fn fit(
+    model: &mut Sequential,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    cfg: &TrainConfig,
+    weights: Option<&[f32]>,
+    mut rng: Rng,
+    run: &str,
+    session: &mut Session,
+) -> Result<FitOutcome> {
+    let mut optimizer = cfg.optimizer.build()?;
+    let ck_path = session.checkpoint_dir.as_ref().map(|d| checkpoint::path(d, run));
+    let mut state = LoopState {
+        epoch: 0,
+        history: Vec::new(),
+        early: EarlyStopping::default(),
+        plateau: Plateau::default(),
+        rng: rng.clone(),
+        optimizer: optimizer.state(),
+        seconds: 0.0,
+        done: false,
+        stopped_early: false,
+    };
+    let mut best = model.state();
+    if let (true, Some(path)) = (session.resume, &ck_path) {
+        if let Some(ck) = checkpoint::load(path)? {
+            model.load_state(&ck.model).map_err(|e| Error::data(path, None, e.to_string()))?;
+            optimizer.restore(&ck.state.optimizer, ck.optimizer);
+            best = best.into_iter().map(|(n, a)| (n.clone(), ck.best.get(&n).cloned().unwrap_or(a))).collect();
+            state = ck.state;
+            rng = state.rng.clone();
+        }
+    }
+    let outcome = |s: &LoopState| FitOutcome {
+        history: s.history.clone(),
+        best_epoch: if cfg.early_stopping.patience > 0 { s.early.best_epoch } else { s.epoch },
+        stopped_early: s.stopped_early,
+        seconds: s.seconds,
+    };
+    if state.done {
+        return Ok(outcome(&state));
+    }
+
+    let n_batches = train.len().div_ceil(cfg.batch_size);
+    let mut progress = Progress::new(session.progress, run, cfg.epochs as u64, "epochs");
+    progress.advance(state.epoch as u64, String::new);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    while state.epoch < cfg.epochs {
+        let started = Instant::now();
+        let epoch = state.epoch + 1;
+        order.sort_unstable();
+        rng.shuffle(&mut order);
+        let (mut loss_sum, mut hits) = (0.0f64, 0usize);
+        for b in 0..n_batches {
+            let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(train.len())];
+            let x = train.x.select(Axis(0), idx);
+            let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
+            let logits = model.forward(x, &mut Ctx { train: true, rng: &mut rng });
+            let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
+            let (l, grad) = loss::softmax_cross_entropy(logits.view(), &y, weights);
+            loss_sum += l as f64 * idx.len() as f64;
+            hits += metrics::argmax_rows(logits.view()).iter().zip(&y).filter(|(p, t)| p == t).count();
+            model.backward(grad.into_dyn());
+            let mut params: Vec<_> = model.params().into_iter().map(|(_, p)| p).collect();
+            optimizer.step(&mut params);
+        }
+        let mut record = EpochRecord {
+            epoch,
+            loss: (loss_sum / train.len() as f64) as f32,
+            accuracy: hits as f32 / train.len() as f32,
+            val_loss: None,
+            val_accuracy: None,
+            lr: optimizer.lr(),
+        };
+        if let Some(val) = val {
+            let p = predict(model, &val.x, cfg.batch_size.max(256));
+            record.val_loss = Some(metrics::log_loss(p.view(), &val.y));
+            record.val_accuracy = Some(metrics::accuracy(p.view(), &val.y));
+        }
+        let monitored = record.val_loss.unwrap_or(record.loss);
+        if !monitored.is_finite() {
+            return Err(Error::Invalid(format!(
+                "{run}: the loss became {monitored} at epoch {epoch}; lower train.optimizer.lr"
+            )));
+        }
+        let verdict = state.early.update(&cfg.early_stopping, epoch, monitored);
+        if verdict == Verdict::Improved {
+            best = model.state();
+        }
+        if let Some(lr) = state.plateau.update(&cfg.reduce_lr, monitored, optimizer.lr()) {
+            optimizer.set_lr(lr);
+        }
+        state.epoch = epoch;
+        state.seconds += started.elapsed().as_secs_f64();
+        progress.advance(1, || describe(&record));
+        state.history.push(record);
+        if verdict == Verdict::Stop {
+            state.stopped_early = true;
+            break;
+        }
+        save_checkpoint(&ck_path, &mut state, &rng, &optimizer, model, &best)?;
+        session.epochs_run += 1;
+        if session.halt_after_epochs.is_some_and(|h| session.epochs_run >= h) {
+            progress.finish("interrupted");
+            return Err(Error::Interrupted { epoch });
+        }
+    }
+    if cfg.early_stopping.patience > 0 {
+        let named = best.into_iter().collect();
+        model.load_state(&named)?;
+        best = model.state();
+    }
+    state.done = true;
+    save_checkpoint(&ck_path, &mut state, &rng, &optimizer, model, &best)?;
+    let out = outcome(&state);
+    progress.finish(&format!("done, best epoch {} ({:.2}s)", out.best_epoch, out.seconds));
+    Ok(out)
+}
+
+fn save_checkpoint(
+    path: &Option<PathBuf>,
+    state: &mut LoopState,
+    rng: &Rng,
+    optimizer: &crate::nn::Optimizer,
+    model: &mut Sequential,
+    best: &[(String, ArrayD<f32>)],
+) -> Result<()> {
+    state.rng = rng.clone();
+    state.optimizer = optimizer.state();
+    match path {
+        Some(p) => checkpoint::save(p, state, model.state(), best, optimizer.moments()),
+        None => Ok(()),
+    }
+}
+
+fn describe(r: &EpochRecord) -> String {
+    let mut s = format!("loss {:.4} acc {:.4}", r.loss, r.accuracy);
+    if let (Some(l), Some(a)) = (r.val_loss, r.val_accuracy) {
+        s.push_str(&format!(" val_loss {l:.4} val_acc {a:.4}"));
+    }
+    s
+}
+
+/// Class probabilities of `model` on `x`, in inference mode, `batch` rows at a time.
+///
+/// # Shapes
+/// `x` `[N, ...]` -> `[N, C]`
+pub fn predict(model: &mut Sequential, x: &ArrayD<f32>, batch: usize) -> ndarray::Array2<f32> {
+    let n = x.shape()[0];
+    let parts: Vec<_> = (0..n)
+        .step_by(batch.max(1))
+        .map(|s| model.predict_proba(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned()))
+        .collect();
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).expect("same number of classes")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+use super::*;
+use crate::config::EarlyStoppingConfig;
+use crate::nn::{Init, LayerSpec, OptimizerConfig};
+
+/// Two noisy, interleaved half-moons-like blobs: learnable only with a hidden layer.
+fn toy(n: usize, seed: u64) -> Dataset {
+    let mut rng = Rng::new(seed);
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for i in 0..n {
+        let c = i % 2;
+        let (a, b) = (rng.normal(), rng.normal());
+        let (cx, cy) = if c == 0 { (a.signum() * 2.0, b.signum() * 2.0) } else { (a.signum() * 2.0, -b.signum() * 2.0) };
+        x.extend([cx + 0.4 * rng.normal(), cy + 0.4 * rng.normal()]);
+        y.push(if (cx > 0.0) == (cy > 0.0) { 0 } else { 1 });
+    }
+    Dataset { x: ArrayD::from_shape_vec(vec![n, 2], x).unwrap(), y }
+}
+
+fn specs() -> Vec<LayerSpec> {
+    vec![
+        LayerSpec::Dense { inputs: 2, units: 8, init: Init::He },
+        LayerSpec::Relu,
+        LayerSpec::Dropout { rate: 0.1 },
+        LayerSpec::Dense { inputs: 8, units: 2, init: Init::Glorot },
+    ]
+}
+
+fn cfg(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 16,
+        optimizer: OptimizerConfig { lr: 0.02, ..Default::default() },
+        early_stopping: EarlyStoppingConfig { patience: 0, min_delta: 0.0 },
+        ..Default::default()
+    }
+}
+
+fn train_once(epochs: usize, session: &mut Session) -> Result<(Vec<(String, ArrayD<f32>)>, FitOutcome)> {
+    let data = toy(200, 1);
+    let mut rng = Rng::new(42);
+    let mut model = Sequential::new(&specs(), &mut rng);
+    let out = fit(&mut model, &data, None, &cfg(epochs), None, rng, "toy", session)?;
+    Ok((model.state(), out))
+}
+
+#[test]
+fn learns_a_nonlinear_problem() {
+    let (_, out) = train_once(60, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
+    assert!(out.history.last().unwrap().accuracy > 0.95, "{:?}", out.history.last());
+}
+
+#[test]
+fn same_seed_gives_same_weights() {
+    let q = || Session::new(None, false, ProgressMode::Quiet);
+    let (a, _) = train_once(10, &mut q()).unwrap();
+    let (b, _) = train_once(10, &mut q()).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn interrupted_run_resumes_to_the_same_result() {
+    let (uninterrupted, full) = train_once(12, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Session::new(Some(dir.path().to_path_buf()), false, ProgressMode::Quiet);
+    first.halt_after_epochs = Some(5);
+    assert!(matches!(train_once(12, &mut first), Err(Error::Interrupted { epoch: 5 })));
+    let mut second = Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet);
+    let (resumed, out) = train_once(12, &mut second).unwrap();
+    assert_eq!(resumed, uninterrupted);
+    assert_eq!(out.history, full.history);
+    // A finished run resumes to itself without training again.
+    let (again, _) = train_once(12, &mut Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet))
+        .unwrap();
+    assert_eq!(again, uninterrupted);
+}
+
+#[test]
+fn early_stopping_restores_the_best_weights() {
+    let data = toy(200, 3);
+    let val = toy(100, 4);
+    let mut rng = Rng::new(7);
+    let mut model = Sequential::new(&specs(), &mut rng);
+    let mut c = cfg(200);
+    c.early_stopping.patience = 3;
+    c.optimizer.lr = 0.05;
+    let out = fit(&mut model, &data, Some(&val), &c, None, rng, "es", &mut Session::new(None, false, ProgressMode::Quiet))
+        .unwrap();
+    assert!(out.stopped_early, "should stop before 200 epochs");
+    let best = out.history.iter().find(|r| r.epoch == out.best_epoch).unwrap();
+    let p = predict(&mut model, &val.x, 64);
+    assert!((metrics::log_loss(p.view(), &val.y) - best.val_loss.unwrap()).abs() < 1e-5);
+    let min = out.history.iter().map(|r| r.val_loss.unwrap()).fold(f32::INFINITY, f32::min);
+    assert_eq!(best.val_loss.unwrap(), min);
+}
+
+#[test]
+fn balanced_class_weights() {
+    let w = class_weights(&ClassWeight::Named(ClassWeightMode::Balanced), &[0, 0, 0, 1], 2).unwrap().unwrap();
+    assert_eq!(w, vec![4.0 / 6.0, 2.0]);
+    assert!(class_weights(&ClassWeight::Explicit(vec![1.0]), &[0, 1], 2).is_err());
+}

@@ -1,0 +1,143 @@
+//! Verification: run an exported graph on other engines and compare with the native model.
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::train::metrics::argmax_rows;
+use crate::{Error, Result};
+
+/// Largest tolerated |difference| of probabilities between engines.
+pub const TOLERANCE: f32 = 1e-4;
+
+/// One engine compared with the reference.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineCheck {
+    pub engine: String,
+    pub rows: usize,
+    pub max_abs_diff: f32,
+    /// Share of rows whose argmax equals the reference's.
+    pub argmax_agreement: f32,
+}
+
+impl EngineCheck {
+    /// Compares `got` with `reference`.
+    ///
+    /// # Shapes
+    /// both `[N, C]`
+    pub fn compare(engine: &str, reference: ArrayView2<f32>, got: ArrayView2<f32>) -> Result<Self> {
+        if reference.shape() != got.shape() {
+            return Err(Error::Verification(format!(
+                "{engine} returned shape {:?}, the reference {:?}",
+                got.shape(),
+                reference.shape()
+            )));
+        }
+        let max_abs_diff = reference.iter().zip(got.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let agree = argmax_rows(reference).iter().zip(argmax_rows(got)).filter(|(a, b)| **a == *b).count();
+        Ok(EngineCheck {
+            engine: engine.to_string(),
+            rows: reference.nrows(),
+            max_abs_diff,
+            argmax_agreement: agree as f32 / reference.nrows().max(1) as f32,
+        })
+    }
+
+    /// Within tolerance and in full argmax agreement.
+    pub fn passed(&self) -> bool {
+        self.max_abs_diff <= TOLERANCE && self.argmax_agreement == 1.0
+    }
+}
+
+/// The verification result stored in `report.json` and printed by `graft verify`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// What the engines are compared against (`native`).
+    pub reference: String,
+    pub tolerance: f32,
+    pub engines: Vec<EngineCheck>,
+    pub passed: bool,
+}
+
+impl Verification {
+    /// Collects engine checks against the native reference.
+    pub fn new(engines: Vec<EngineCheck>) -> Self {
+        let passed = !engines.is_empty() && engines.iter().all(EngineCheck::passed);
+        Verification { reference: "native".into(), tolerance: TOLERANCE, engines, passed }
+    }
+
+    /// `Ok` when passed, else a [`Error::Verification`] naming the failing engines.
+    pub fn ensure(&self) -> Result<()> {
+        if self.passed {
+            return Ok(());
+        }
+        let failing: Vec<String> = self
+            .engines
+            .iter()
+            .filter(|e| !e.passed())
+            .map(|e| format!("{}: max |diff| {:.2e}, argmax agreement {:.2}%", e.engine, e.max_abs_diff, e.argmax_agreement * 100.0))
+            .collect();
+        Err(Error::Verification(failing.join("; ")))
+    }
+
+    /// Human-readable lines.
+    pub fn summary(&self) -> String {
+        let mut s: Vec<String> = self
+            .engines
+            .iter()
+            .map(|e| {
+                format!(
+                    "{:<6} vs {}: {} rows, max |diff| {:.2e}, argmax agreement {:.2}% {}",
+                    e.engine,
+                    self.reference,
+                    e.rows,
+                    e.max_abs_diff,
+                    e.argmax_agreement * 100.0,
+                    if e.passed() { "ok" } else { "FAILED" }
+                )
+            })
+            .collect();
+        s.push(format!("verification {}", if self.passed { "passed" } else { "FAILED" }));
+        s.join("\n")
+    }
+}
+
+/// Runs every engine on the same inputs and compares each with `reference`.
+pub fn against(
+    reference: &Array2<f32>,
+    engines: &mut [Box<dyn crate::backend::Backend>],
+    inputs: &[(String, crate::backend::Value)],
+) -> Result<Verification> {
+    let mut checks = Vec::new();
+    for engine in engines.iter_mut() {
+        let got = engine.run_output(inputs.to_vec(), crate::export::OUTPUT)?;
+        let got = got
+            .into_dimensionality::<ndarray::Ix2>()
+            .map_err(|e| Error::Tensor { name: crate::export::OUTPUT.into(), msg: e.to_string() })?;
+        checks.push(EngineCheck::compare(engine.name(), reference.view(), got.view())?);
+    }
+    Ok(Verification::new(checks))
+}
+
+/// Runs a tabular graph on tract and compares it with the native model's probabilities.
+///
+/// # Shapes
+/// `x` `[N, F]`, `native` `[N, C]`
+pub fn tabular(model: &std::path::Path, x: &ndarray::ArrayD<f32>, native: &Array2<f32>) -> Result<Verification> {
+    let mut engines = vec![crate::backend::tract(model)?];
+    let inputs = vec![(crate::export::TABULAR_INPUT.to_string(), crate::backend::Value::F32(x.clone()))];
+    against(native, &mut engines, &inputs)
+}
+
+/// `graft verify MODEL --data CSV` for a tabular model: the native weights are read from
+/// `head.safetensors` beside the model, the rows from `csv` (its label column, if any, is ignored).
+pub fn tabular_csv(model: &std::path::Path, csv: &std::path::Path) -> Result<Verification> {
+    let meta = crate::export::ModelMeta::read(model)?;
+    let features = meta
+        .features
+        .ok_or_else(|| Error::onnx(model.display().to_string(), "metadata `graft.features` is missing"))?;
+    let table = crate::data::read_csv(csv, &crate::data::CsvOptions { features: Some(features), ..Default::default() })?;
+    let head = model.with_file_name("head.safetensors");
+    let (mut native, _) = crate::nn::Sequential::load(&head)?;
+    let reference = crate::train::predict(&mut native, &table.x, 1024);
+    tabular(model, &table.x, &reference)
+}
