@@ -3,7 +3,7 @@
 # on the iris pipeline (pipelines/iris.toml).
 #
 # What it measures (same model on both sides: standardised 4 features ->
-# Dense16 relu -> Dense16 relu -> Dense3 softmax, Adam lr=0.01, sparse CE,
+# [Dropout0.1 -> Dense16 relu] x2 -> Dropout0.1 -> Dense3 softmax, Adam lr=0.01, sparse CE,
 # batch 16, 150 epochs, shuffle, seed 42, no validation, no early stopping):
 #   graft train loop   .timing.train_seconds from report.json, median of N runs
 #   graft command      wall time of the whole `graft fit ...` process

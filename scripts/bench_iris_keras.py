@@ -3,7 +3,7 @@
 
 Architecture and training setup mirror pipelines/iris.toml:
   standardise features (mean / population std, fitted on the whole data set)
-  Dense(16, relu) -> Dense(16, relu) -> Dense(3, softmax)
+  Dropout(0.1) -> Dense(16, relu) -> Dropout(0.1) -> Dense(16, relu) -> Dropout(0.1) -> Dense(3, softmax)
   Adam(lr=0.01), sparse categorical cross-entropy, batch_size=16,
   epochs=150, shuffle=True, seed 42, no validation split.
 
@@ -75,8 +75,11 @@ def build(keras, n_features, n_classes):
     keras.utils.set_random_seed(SEED)
     model = keras.Sequential([
         keras.Input(shape=(n_features,)),
+        keras.layers.Dropout(0.1),
         keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dropout(0.1),
         keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dropout(0.1),
         keras.layers.Dense(n_classes, activation="softmax"),
     ])
     model.compile(

@@ -14,20 +14,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// Calls `fill` with a writer on a temporary file beside `path`, then renames it onto `path`.
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<()> {
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".graft-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| Error::io(dir, e))?;
+    let mut tmp =
+        tempfile::Builder::new().prefix(".graft-").suffix(".tmp").tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     fill(tmp.as_file_mut()).map_err(|e| Error::io(path, e))?;
     #[cfg(unix)]
     {

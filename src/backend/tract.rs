@@ -67,10 +67,10 @@ impl Backend for TractBackend {
     fn run(&mut self, mut inputs: Vec<(String, Value)>) -> Result<Vec<(String, Value)>> {
         let mut ordered = TVec::new();
         for info in &self.inputs {
-            let pos = inputs.iter().position(|(n, _)| *n == info.name).ok_or_else(|| Error::Tensor {
-                name: info.name.clone(),
-                msg: "input not provided".into(),
-            })?;
+            let pos = inputs
+                .iter()
+                .position(|(n, _)| *n == info.name)
+                .ok_or_else(|| Error::Tensor { name: info.name.clone(), msg: "input not provided".into() })?;
             let tensor: Tensor = match inputs.swap_remove(pos).1 {
                 Value::F32(a) => a.into(),
                 Value::I64(a) => a.into(),

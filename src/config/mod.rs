@@ -114,7 +114,6 @@ pub enum ClassWeightMode {
     Balanced,
 }
 
-
 /// Stop when the monitored loss has not improved for `patience` epochs, then restore the best
 /// weights. `patience = 0` disables it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -186,7 +185,7 @@ impl PipelineConfig {
     /// Like [`PipelineConfig::load`] from text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
         let located = |e: toml::de::Error| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let at = line.map(|l| format!("{origin}:{l}")).unwrap_or_else(|| origin.to_string());
             Error::config(at, e.message().to_string())
         };

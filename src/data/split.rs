@@ -76,7 +76,7 @@ mod tests {
     fn kfold_covers_every_row_once() {
         let y: Vec<usize> = (0..23).map(|i| i % 3).collect();
         let folds = stratified_kfold(&y, 5, &mut Rng::new(2)).unwrap();
-        let mut seen = vec![0; 23];
+        let mut seen = [0; 23];
         for (tr, va) in &folds {
             assert_eq!(tr.len() + va.len(), 23);
             va.iter().for_each(|&i| seen[i] += 1);

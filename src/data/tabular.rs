@@ -58,9 +58,7 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Table> {
     let label_col = opts.label.as_deref().map(column).transpose()?;
     let feature_cols: Vec<usize> = match &opts.features {
         Some(names) => names.iter().map(|n| column(n)).collect::<Result<_>>()?,
-        None => (0..header.len())
-            .filter(|&i| Some(i) != label_col && !opts.exclude.contains(&header[i]))
-            .collect(),
+        None => (0..header.len()).filter(|&i| Some(i) != label_col && !opts.exclude.contains(&header[i])).collect(),
     };
     if feature_cols.is_empty() {
         return Err(Error::data(path, Some(1), "no feature columns left"));
@@ -77,9 +75,9 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<Table> {
         }
         for &c in &feature_cols {
             let raw = record[c].trim();
-            let v: f32 = raw.parse().map_err(|_| {
-                Error::data(path, line, format!("column `{}`: `{raw}` is not a number", header[c]))
-            })?;
+            let v: f32 = raw
+                .parse()
+                .map_err(|_| Error::data(path, line, format!("column `{}`: `{raw}` is not a number", header[c])))?;
             if !v.is_finite() {
                 return Err(Error::data(path, line, format!("column `{}`: `{raw}` is not a finite number", header[c])));
             }

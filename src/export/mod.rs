@@ -85,3 +85,41 @@ impl ModelMeta {
         Ok(ModelMeta { task, labels, features })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, TractBackend, Value};
+    use crate::nn::{Init, LayerSpec};
+    use crate::rng::Rng;
+
+    /// Native model -> ONNX file -> tract gives the same probabilities.
+    #[test]
+    fn onnx_round_trip_through_tract() {
+        let specs = vec![
+            LayerSpec::Standardize { mean: vec![1.0, -2.0, 0.5], std: vec![2.0, 0.5, 1.5] },
+            LayerSpec::Dense { inputs: 3, units: 8, init: Init::He },
+            LayerSpec::Relu,
+            LayerSpec::Dropout { rate: 0.3 },
+            LayerSpec::Dense { inputs: 8, units: 4, init: Init::Glorot },
+        ];
+        let mut model = Sequential::new(&specs, &mut Rng::new(3));
+        let labels = Labels(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
+        let proto = tabular(&model, TABULAR_INPUT, 3, 4, &metadata("tabular", &labels, &[])).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.onnx");
+        crate::onnx::save(&path, &proto).unwrap();
+
+        let x = crate::nn::gradcheck::input(&[7, 3], 11);
+        let native = model.predict_proba(x.clone());
+        let mut tract = TractBackend::load(&path).unwrap();
+        assert_eq!(tract.inputs()[0].name, TABULAR_INPUT);
+        assert_eq!(tract.outputs()[0].name, OUTPUT);
+        let got = tract.run_output(vec![(TABULAR_INPUT.into(), Value::F32(x))], OUTPUT).unwrap();
+        let diff = native.iter().zip(got.iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-6, "{diff}");
+        let meta = ModelMeta::read(&path).unwrap();
+        assert_eq!(meta.labels, labels);
+        assert_eq!(meta.task, "tabular");
+    }
+}

@@ -8,6 +8,9 @@ use super::{loss, Ctx, Layer, LayerSpec, Param};
 use crate::rng::Rng;
 use crate::{io, Error, Result};
 
+/// Tensors by name.
+pub type Tensors = HashMap<String, ArrayD<f32>>;
+
 /// A stack of layers applied in order; the one model type the trainer and the exporter know.
 pub struct Sequential {
     layers: Vec<Box<dyn Layer>>,
@@ -118,7 +121,7 @@ pub fn save_tensors(path: &Path, tensors: &[(String, ArrayD<f32>)], metadata: Ha
 }
 
 /// Reads every f32 tensor and the metadata of a safetensors file.
-pub fn load_tensors(path: &Path) -> Result<(HashMap<String, ArrayD<f32>>, HashMap<String, String>)> {
+pub fn load_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
     let bytes = io::read(path)?;
     let bad = |e: safetensors::SafeTensorError| Error::data(path, None, e.to_string());
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(bad)?;

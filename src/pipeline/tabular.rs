@@ -8,7 +8,7 @@ use std::time::Instant;
 use ndarray::Array2;
 
 use super::report::{DataSummary, FoldResult, Report, Timing, ValidationSummary};
-use crate::config::{PipelineConfig, ValidationMethod};
+use crate::config::{PipelineConfig, TrainConfig, ValidationMethod};
 use crate::data::{class_counts, read_csv, stratified_kfold, stratified_split, CsvOptions, Dataset, Labels};
 use crate::export::{self, keys};
 use crate::nn::{Init, LayerSpec, Sequential, Standardize};
@@ -40,22 +40,30 @@ struct Trained {
     outcome: FitOutcome,
 }
 
-fn train_one(
-    cfg: &PipelineConfig,
-    data: &Dataset,
-    train_idx: &[usize],
-    val: Option<&Dataset>,
+/// One dataset and pipeline, from which runs on index subsets are trained.
+struct Runner<'a> {
+    cfg: &'a PipelineConfig,
+    data: &'a Dataset,
     classes: usize,
-    mut rng: Rng,
-    run: &str,
-    session: &mut Session,
-    train_cfg: &crate::config::TrainConfig,
-) -> Result<Trained> {
-    let train = data.subset(train_idx);
-    let mut model = Sequential::new(&architecture(cfg, &train.x, classes), &mut rng);
-    let weights = train::class_weights(&train_cfg.class_weight, &train.y, classes)?;
-    let outcome = train::fit(&mut model, &train, val, train_cfg, weights.as_deref(), rng, run, session)?;
-    Ok(Trained { model, outcome })
+}
+
+impl Runner<'_> {
+    fn train(
+        &self,
+        train_idx: &[usize],
+        val: Option<&Dataset>,
+        mut rng: Rng,
+        run: &str,
+        session: &mut Session,
+        train_cfg: &TrainConfig,
+    ) -> Result<Trained> {
+        let train = self.data.subset(train_idx);
+        let mut model = Sequential::new(&architecture(self.cfg, &train.x, self.classes), &mut rng);
+        let weights = train::class_weights(&train_cfg.class_weight, &train.y, self.classes)?;
+        let job = train::Job { train: &train, val, cfg: train_cfg, class_weights: weights.as_deref(), run };
+        let outcome = train::fit(&mut model, &job, rng, session)?;
+        Ok(Trained { model, outcome })
+    }
 }
 
 /// Runs the tabular pipeline into `out`.
@@ -71,10 +79,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let labels = Labels::fit(&raw);
     let data = Dataset { x: table.x.clone(), y: labels.encode(&raw)? };
     let classes = labels.len();
+    let runner = Runner { cfg, data: &data, classes };
     let mut rng = Rng::new(cfg.train.seed);
     let mut folds = Vec::new();
     let mut curves: Vec<(String, Vec<train::EpochRecord>)> = Vec::new();
     let mut train_seconds = 0.0;
+    let mut fold_histories = Vec::new();
 
     let (trained, evaluated_on, eval_proba, eval_y) = match cfg.validation.method {
         ValidationMethod::Kfold => {
@@ -83,7 +93,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             for (f, (tr, va)) in splits.iter().enumerate() {
                 let val = data.subset(va);
                 let run = format!("fold-{}", f + 1);
-                let mut t = train_one(cfg, &data, tr, Some(&val), classes, rng.fork(f as u64), &run, session, &cfg.train)?;
+                let mut t = runner.train(tr, Some(&val), rng.fork(f as u64), &run, session, &cfg.train)?;
                 let p = train::predict(&mut t.model, &val.x, 1024);
                 for (row, &i) in va.iter().enumerate() {
                     oof.row_mut(i).assign(&p.row(row));
@@ -97,7 +107,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
                     epochs: t.outcome.history.len(),
                 });
                 train_seconds += t.outcome.seconds;
-                curves.push((run, t.outcome.history));
+                fold_histories.push(t.outcome.history);
             }
             // The final model trains on every row for the folds' median best epoch count.
             let mut final_cfg = cfg.train.clone();
@@ -107,20 +117,21 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
                 final_cfg.epochs = best[best.len() / 2];
                 final_cfg.early_stopping.patience = 0;
             }
+            curves.push((format!("{} folds, mean", folds.len()), train::mean_history(&fold_histories)));
             let all: Vec<usize> = (0..data.len()).collect();
-            let t = train_one(cfg, &data, &all, None, classes, rng.fork(1000), "final", session, &final_cfg)?;
+            let t = runner.train(&all, None, rng.fork(1000), "final", session, &final_cfg)?;
             (t, "out-of-fold", oof, data.y.clone())
         }
         ValidationMethod::Holdout => {
             let (tr, va) = stratified_split(&data.y, cfg.validation.fraction, &mut rng)?;
             let val = data.subset(&va);
-            let mut t = train_one(cfg, &data, &tr, Some(&val), classes, rng.fork(0), "holdout", session, &cfg.train)?;
+            let mut t = runner.train(&tr, Some(&val), rng.fork(0), "holdout", session, &cfg.train)?;
             let p = train::predict(&mut t.model, &val.x, 1024);
             (t, "holdout", p, val.y)
         }
         ValidationMethod::None => {
             let all: Vec<usize> = (0..data.len()).collect();
-            let mut t = train_one(cfg, &data, &all, None, classes, rng.fork(0), "final", session, &cfg.train)?;
+            let mut t = runner.train(&all, None, rng.fork(0), "final", session, &cfg.train)?;
             let p = train::predict(&mut t.model, &data.x, 1024);
             (t, "train", p, data.y.clone())
         }
@@ -165,7 +176,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         best_epoch: outcome.best_epoch,
         stopped_early: outcome.stopped_early,
         verification,
-        timing: Timing { train_seconds: train_seconds + outcome.seconds, total_seconds: started.elapsed().as_secs_f64() },
+        timing: Timing {
+            train_seconds: train_seconds + outcome.seconds,
+            total_seconds: started.elapsed().as_secs_f64(),
+        },
         outputs: ["model.onnx", "head.safetensors", "report.json", "curves.png", "confusion.png"]
             .map(String::from)
             .to_vec(),
@@ -173,7 +187,6 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     io::write_json(&out.join("report.json"), &report)?;
     Ok(report)
 }
-
 
 fn write_curves(path: &Path, name: &str, runs: &[(String, Vec<train::EpochRecord>)]) -> Result<()> {
     let series = |f: &dyn Fn(&train::EpochRecord) -> Option<f32>, suffix: &str, dashed: bool| {

@@ -61,14 +61,20 @@ pub fn to_predictions(proba: ndarray::ArrayView2<f32>, ids: Vec<String>, meta: &
 pub fn tabular(model: &Path, csv: &Path, engine: &mut dyn Backend) -> Result<Vec<Prediction>> {
     let meta = ModelMeta::read(model)?;
     if meta.task != "tabular" {
-        return Err(Error::Invalid(format!("{}: a {} model cannot predict on a CSV of features", model.display(), meta.task)));
+        return Err(Error::Invalid(format!(
+            "{}: a {} model cannot predict on a CSV of features",
+            model.display(),
+            meta.task
+        )));
     }
-    let features = meta.features.clone().ok_or_else(|| {
-        Error::onnx(model.display().to_string(), "metadata `graft.features` is missing")
-    })?;
+    let features = meta
+        .features
+        .clone()
+        .ok_or_else(|| Error::onnx(model.display().to_string(), "metadata `graft.features` is missing"))?;
     let table = read_csv(csv, &CsvOptions { features: Some(features), ..Default::default() })?;
     let n = table.x.shape()[0];
     let proba = engine.run_output(vec![(TABULAR_INPUT.into(), Value::F32(table.x))], OUTPUT)?;
-    let proba = proba.into_dimensionality::<Ix2>().map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
+    let proba =
+        proba.into_dimensionality::<Ix2>().map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
     Ok(to_predictions(proba.view(), (1..=n).map(|i| i.to_string()).collect(), &meta))
 }

@@ -74,11 +74,23 @@ pub fn class_weights(cfg: &ClassWeight, y: &[usize], n_classes: usize) -> Result
             Ok(Some(counts.iter().map(|&c| if c == 0 { 0.0 } else { n / (n_classes as f32 * c as f32) }).collect()))
         }
         ClassWeight::Explicit(w) if w.len() == n_classes => Ok(Some(w.clone())),
-        ClassWeight::Explicit(w) => Err(Error::config(
-            "train.class_weight",
-            format!("{} weights given for {n_classes} classes", w.len()),
-        )),
+        ClassWeight::Explicit(w) => {
+            Err(Error::config("train.class_weight", format!("{} weights given for {n_classes} classes", w.len())))
+        }
     }
+}
+
+/// What one [`fit`] trains on and how.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub train: &'a Dataset,
+    /// Watched by early stopping and plateau when given (else the training loss is).
+    pub val: Option<&'a Dataset>,
+    pub cfg: &'a TrainConfig,
+    /// Per-class loss weights ([`class_weights`]).
+    pub class_weights: Option<&'a [f32]>,
+    /// Names the checkpoint and the progress line.
+    pub run: &'a str,
 }
 
 /// Trains `model` on `train`, watching `val` when given (else the training loss), and leaves the
@@ -87,16 +99,8 @@ pub fn class_weights(cfg: &ClassWeight, y: &[usize], n_classes: usize) -> Result
 /// `run` names the checkpoint and the progress line. With a checkpoint folder, state is saved after
 /// every epoch; with `session.resume`, a saved run continues where it stopped (or returns at once
 /// when it had finished), drawing exactly the random numbers the uninterrupted run would have.
-pub fn fit(
-    model: &mut Sequential,
-    train: &Dataset,
-    val: Option<&Dataset>,
-    cfg: &TrainConfig,
-    weights: Option<&[f32]>,
-    mut rng: Rng,
-    run: &str,
-    session: &mut Session,
-) -> Result<FitOutcome> {
+pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Session) -> Result<FitOutcome> {
+    let Job { train, val, cfg, class_weights: weights, run } = *job;
     let mut optimizer = cfg.optimizer.build()?;
     let ck_path = session.checkpoint_dir.as_ref().map(|d| checkpoint::path(d, run));
     let mut state = LoopState {
@@ -228,6 +232,27 @@ fn describe(r: &EpochRecord) -> String {
         s.push_str(&format!(" val_loss {l:.4} val_acc {a:.4}"));
     }
     s
+}
+
+/// The per-epoch mean of several runs' histories (each epoch over the runs that reached it), for
+/// plotting cross-validation curves.
+pub fn mean_history(runs: &[Vec<EpochRecord>]) -> Vec<EpochRecord> {
+    let longest = runs.iter().map(Vec::len).max().unwrap_or(0);
+    let mean = |v: Vec<f32>| if v.is_empty() { None } else { Some(v.iter().sum::<f32>() / v.len() as f32) };
+    (0..longest)
+        .map(|e| {
+            let at: Vec<&EpochRecord> = runs.iter().filter_map(|h| h.get(e)).collect();
+            let field = |f: &dyn Fn(&EpochRecord) -> Option<f32>| mean(at.iter().filter_map(|r| f(r)).collect());
+            EpochRecord {
+                epoch: e + 1,
+                loss: field(&|r| Some(r.loss)).unwrap_or(f32::NAN),
+                accuracy: field(&|r| Some(r.accuracy)).unwrap_or(f32::NAN),
+                val_loss: field(&|r| r.val_loss),
+                val_accuracy: field(&|r| r.val_accuracy),
+                lr: field(&|r| Some(r.lr)).unwrap_or(f32::NAN),
+            }
+        })
+        .collect()
 }
 
 /// Class probabilities of `model` on `x`, in inference mode, `batch` rows at a time.

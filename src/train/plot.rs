@@ -59,14 +59,18 @@ pub fn curves(path: &Path, title: &str, loss: &[Series], accuracy: &[Series]) ->
                 .y_label_area_size(52)
                 .build_cartesian_2d(1f32..max_x.max(2.0), (lo - pad)..(hi + pad))
                 .map_err(plot_err)?;
-            chart.configure_mesh().x_desc("epoch").label_style((FONT, 13)).draw().map_err(plot_err)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .label_style((FONT, 13))
+                .draw()
+                .map_err(plot_err)?;
             for (i, s) in series.iter().enumerate() {
                 let color = Palette99::pick(i).to_rgba();
                 let style = ShapeStyle { color, filled: false, stroke_width: 2 };
                 let anno = if s.dashed {
-                    chart
-                        .draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style))
-                        .map_err(plot_err)?
+                    chart.draw_series(DashedLineSeries::new(s.points.iter().copied(), 6, 4, style)).map_err(plot_err)?
                 } else {
                     chart.draw_series(LineSeries::new(s.points.iter().copied(), style)).map_err(plot_err)?
                 };
@@ -99,8 +103,8 @@ pub fn confusion(path: &Path, title: &str, labels: &[String], confusion: &[Vec<u
         root.fill(&WHITE).map_err(plot_err)?;
         let text = |size: i32| TextStyle::from((FONT, size).into_font()).color(&BLACK);
         root.draw(&Text::new(title.to_string(), (10, 10), text(20))).map_err(plot_err)?;
-        root.draw(&Text::new("predicted →".to_string(), (left, top - 44), text(14))).map_err(plot_err)?;
-        root.draw(&Text::new("true ↓".to_string(), (10, top - 24), text(14))).map_err(plot_err)?;
+        root.draw(&Text::new("predicted".to_string(), (left, top - 44), text(14))).map_err(plot_err)?;
+        root.draw(&Text::new("true".to_string(), (10, top - 24), text(14))).map_err(plot_err)?;
         for (i, row) in confusion.iter().enumerate() {
             let total: usize = row.iter().sum::<usize>().max(1);
             for (j, &count) in row.iter().enumerate() {

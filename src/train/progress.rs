@@ -31,7 +31,8 @@ impl Progress {
         let tty = std::io::stderr().is_terminal();
         let bar = (mode == ProgressMode::Auto && tty).then(|| {
             let bar = ProgressBar::new(total);
-            let template = format!("{{prefix:>12}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}  {{msg}}");
+            let template =
+                format!("{{prefix:>12}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} eta {{eta}}  {{msg}}");
             bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
             bar.set_prefix(label.to_string());
             bar

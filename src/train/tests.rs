@@ -10,7 +10,8 @@ fn toy(n: usize, seed: u64) -> Dataset {
     for i in 0..n {
         let c = i % 2;
         let (a, b) = (rng.normal(), rng.normal());
-        let (cx, cy) = if c == 0 { (a.signum() * 2.0, b.signum() * 2.0) } else { (a.signum() * 2.0, -b.signum() * 2.0) };
+        let (cx, cy) =
+            if c == 0 { (a.signum() * 2.0, b.signum() * 2.0) } else { (a.signum() * 2.0, -b.signum() * 2.0) };
         x.extend([cx + 0.4 * rng.normal(), cy + 0.4 * rng.normal()]);
         y.push(if (cx > 0.0) == (cy > 0.0) { 0 } else { 1 });
     }
@@ -36,11 +37,15 @@ fn cfg(epochs: usize) -> TrainConfig {
     }
 }
 
-fn train_once(epochs: usize, session: &mut Session) -> Result<(Vec<(String, ArrayD<f32>)>, FitOutcome)> {
+type Weights = Vec<(String, ArrayD<f32>)>;
+
+fn train_once(epochs: usize, session: &mut Session) -> Result<(Weights, FitOutcome)> {
     let data = toy(200, 1);
     let mut rng = Rng::new(42);
     let mut model = Sequential::new(&specs(), &mut rng);
-    let out = fit(&mut model, &data, None, &cfg(epochs), None, rng, "toy", session)?;
+    let c = cfg(epochs);
+    let out =
+        fit(&mut model, &Job { train: &data, val: None, cfg: &c, class_weights: None, run: "toy" }, rng, session)?;
     Ok((model.state(), out))
 }
 
@@ -70,8 +75,8 @@ fn interrupted_run_resumes_to_the_same_result() {
     assert_eq!(resumed, uninterrupted);
     assert_eq!(out.history, full.history);
     // A finished run resumes to itself without training again.
-    let (again, _) = train_once(12, &mut Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet))
-        .unwrap();
+    let (again, _) =
+        train_once(12, &mut Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet)).unwrap();
     assert_eq!(again, uninterrupted);
 }
 
@@ -84,8 +89,8 @@ fn early_stopping_restores_the_best_weights() {
     let mut c = cfg(200);
     c.early_stopping.patience = 3;
     c.optimizer.lr = 0.05;
-    let out = fit(&mut model, &data, Some(&val), &c, None, rng, "es", &mut Session::new(None, false, ProgressMode::Quiet))
-        .unwrap();
+    let job = Job { train: &data, val: Some(&val), cfg: &c, class_weights: None, run: "es" };
+    let out = fit(&mut model, &job, rng, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
     assert!(out.stopped_early, "should stop before 200 epochs");
     let best = out.history.iter().find(|r| r.epoch == out.best_epoch).unwrap();
     let p = predict(&mut model, &val.x, 64);

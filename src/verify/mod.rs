@@ -74,7 +74,14 @@ impl Verification {
             .engines
             .iter()
             .filter(|e| !e.passed())
-            .map(|e| format!("{}: max |diff| {:.2e}, argmax agreement {:.2}%", e.engine, e.max_abs_diff, e.argmax_agreement * 100.0))
+            .map(|e| {
+                format!(
+                    "{}: max |diff| {:.2e}, argmax agreement {:.2}%",
+                    e.engine,
+                    e.max_abs_diff,
+                    e.argmax_agreement * 100.0
+                )
+            })
             .collect();
         Err(Error::Verification(failing.join("; ")))
     }
@@ -135,7 +142,8 @@ pub fn tabular_csv(model: &std::path::Path, csv: &std::path::Path) -> Result<Ver
     let features = meta
         .features
         .ok_or_else(|| Error::onnx(model.display().to_string(), "metadata `graft.features` is missing"))?;
-    let table = crate::data::read_csv(csv, &crate::data::CsvOptions { features: Some(features), ..Default::default() })?;
+    let table =
+        crate::data::read_csv(csv, &crate::data::CsvOptions { features: Some(features), ..Default::default() })?;
     let head = model.with_file_name("head.safetensors");
     let (mut native, _) = crate::nn::Sequential::load(&head)?;
     let reference = crate::train::predict(&mut native, &table.x, 1024);

@@ -1,0 +1,7 @@
+//! The one integration-test binary: drives the real `graft` CLI in temporary folders.
+//!
+//! Shared data and models come from `../shared` beside the repository (see its README); tests that
+//! need them fail with a clear message when it is missing.
+
+mod common;
+mod tabular;
