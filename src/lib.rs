@@ -12,6 +12,8 @@
 //! - [`export`] writes the trained [`nn::Sequential`] as one ONNX graph with graft's metadata;
 //! - [`verify`] runs that graph on another engine ([`backend`]) and compares with the native model;
 //! - [`predict`] runs an exported model from its file alone;
+//! - [`hub`] pulls pretrained models (`hf://ORG/NAME/FILE`) into the standard cache;
+//! - [`onnx`] reads, writes, inspects and cuts graphs;
 //! - [`pipeline`] composes the stages for each task, driven by a [`config::PipelineConfig`].
 
 pub mod backend;
@@ -19,11 +21,14 @@ pub mod config;
 pub mod data;
 mod error;
 pub mod export;
+pub mod features;
+pub mod hub;
 pub mod io;
 pub mod nn;
 pub mod onnx;
 pub mod pipeline;
 pub mod predict;
+pub mod preprocess;
 pub mod rng;
 pub mod train;
 pub mod verify;

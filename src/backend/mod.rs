@@ -1,8 +1,13 @@
-//! Inference engines behind one trait: `tract` (pure Rust, always built, the verifier) and, from the
-//! backbone issue on, ONNX Runtime.
+//! Inference engines behind one trait: ONNX Runtime (CPU or CUDA, loaded at run time) and `tract`
+//! (pure Rust, always built: the verifier, and the fallback when ORT is absent).
 
+pub mod bench;
+pub mod device;
+pub mod ort;
 mod tract;
 
+pub use self::device::{Device, DeviceRequest};
+pub use self::ort::{OrtBackend, OrtOptions};
 pub use self::tract::TractBackend;
 
 use std::path::Path;
@@ -59,6 +64,10 @@ pub struct TensorInfo {
 pub trait Backend {
     /// Short engine name (`tract`, `ort`).
     fn name(&self) -> &'static str;
+    /// Where it runs (`cpu`, `cuda:0`).
+    fn device(&self) -> String {
+        "cpu".into()
+    }
     /// The model's inputs, in order.
     fn inputs(&self) -> &[TensorInfo];
     /// The model's outputs, in order.
@@ -81,4 +90,49 @@ pub trait Backend {
 /// Loads `path` on tract.
 pub fn tract(path: &Path) -> Result<Box<dyn Backend>> {
     Ok(Box::new(TractBackend::load(path)?))
+}
+
+/// Which engine `--backend` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// ONNX Runtime when it can be loaded, else tract (with a warning).
+    #[default]
+    Auto,
+    Ort,
+    Tract,
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendKind::Auto),
+            "ort" => Ok(BackendKind::Ort),
+            "tract" => Ok(BackendKind::Tract),
+            _ => Err(Error::Invalid(format!("unknown backend `{s}`: expected auto, ort or tract"))),
+        }
+    }
+}
+
+/// Engine choice plus ORT's device and threads.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EngineOptions {
+    pub backend: BackendKind,
+    pub ort: OrtOptions,
+}
+
+/// Loads `path` on the engine `opts` asks for.
+pub fn open(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Backend>> {
+    match opts.backend {
+        BackendKind::Tract => tract(path),
+        BackendKind::Ort => Ok(Box::new(OrtBackend::load(path, &opts.ort)?)),
+        BackendKind::Auto => match self::ort::init(opts.ort.device != DeviceRequest::Cpu) {
+            Ok(_) => Ok(Box::new(OrtBackend::load(path, &opts.ort)?)),
+            Err(e) => {
+                eprintln!("warning: {e}; using tract");
+                tract(path)
+            }
+        },
+    }
 }

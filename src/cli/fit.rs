@@ -14,7 +14,8 @@ use graft::train::{ProgressMode, Session};
   graft fit pipelines/iris.toml --out runs/iris
   graft fit pipelines/iris.toml --out runs/wine --set data.path=wine.csv --set data.label=class
   graft fit pipelines/iris.toml --out runs/iris --set validation.method=holdout --set model.hidden=[32]
-  graft fit pipelines/iris.toml --out runs/iris --resume      # continue an interrupted run")]
+  graft fit pipelines/iris.toml --out runs/iris --resume      # continue an interrupted run
+  graft fit pipelines/cats-vs-dogs.toml --out runs/cats-vs-dogs --with-preprocessing --device cuda")]
 pub struct FitArgs {
     /// Pipeline TOML (see pipelines/).
     pipeline: PathBuf,
@@ -30,13 +31,27 @@ pub struct FitArgs {
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
+    /// Backbone device (shorthand for --set backbone.device=...): auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Also export model-u8.onnx, taking raw uint8 RGB with the preprocessing inside the graph
+    /// (shorthand for --set export.with_preprocessing=true).
+    #[arg(long)]
+    with_preprocessing: bool,
     /// Stop after this many epochs (for testing --resume).
     #[arg(long, hide = true)]
     halt_after_epochs: Option<usize>,
 }
 
 pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
-    let cfg = PipelineConfig::load(&args.pipeline, &args.set)?;
+    let mut sets = args.set.clone();
+    if let Some(d) = &args.device {
+        sets.push(format!("backbone.device={d}"));
+    }
+    if args.with_preprocessing {
+        sets.push("export.with_preprocessing=true".into());
+    }
+    let cfg = PipelineConfig::load(&args.pipeline, &sets)?;
     let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
     let mut session = Session::new(None, args.resume, progress);

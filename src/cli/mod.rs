@@ -1,7 +1,13 @@
 //! clap types only; each subcommand converts its arguments into library calls.
 
+mod bench;
+mod cut;
+mod embed;
+mod engine;
 mod fit;
+mod inspect;
 mod predict;
+mod pull;
 mod verify;
 
 use std::process::ExitCode;
@@ -15,7 +21,10 @@ use clap::{Parser, Subcommand};
 #[command(after_help = "Examples:
   graft fit pipelines/iris.toml --out runs/iris
   graft verify runs/iris/model.onnx --data ../shared/data/iris/iris.csv
-  graft predict runs/iris/model.onnx ../shared/data/iris/iris.csv --json")]
+  graft predict runs/iris/model.onnx ../shared/data/iris/iris.csv --json
+  graft inspect ../shared/models/efficientnet-lite0/model.onnx
+  graft cut ../shared/models/efficientnet-lite0/model.onnx --at auto -o backbone.onnx
+  graft pull sentence-transformers/all-MiniLM-L6-v2 --file onnx/model.onnx")]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,6 +35,11 @@ enum Command {
     Fit(fit::FitArgs),
     Predict(predict::PredictArgs),
     Verify(verify::VerifyArgs),
+    Pull(pull::PullArgs),
+    Inspect(inspect::InspectArgs),
+    Cut(cut::CutArgs),
+    Embed(embed::EmbedArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -34,5 +48,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fit(a) => fit::run(a),
         Command::Predict(a) => predict::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Pull(a) => pull::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Cut(a) => cut::run(a),
+        Command::Embed(a) => embed::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -4,30 +4,52 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-/// Predict with an exported model (runs the ONNX graph, not the native weights).
+/// Predict with an exported model (runs the ONNX graph, not the native weights). Inputs follow the
+/// model's task: a CSV of features (tabular), or image files and folders (image).
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   graft predict runs/iris/model.onnx new-flowers.csv
-  graft predict runs/iris/model.onnx new-flowers.csv --json --top-k 1")]
+  graft predict runs/cats-vs-dogs/model.onnx photos/ --json --top-k 1
+  graft predict runs/cats-vs-dogs/model.onnx a.jpg b.png --device cuda")]
 pub struct PredictArgs {
     /// The exported model.
     model: PathBuf,
-    /// Input file (a CSV with the model's feature columns; a label column is ignored).
-    input: PathBuf,
+    /// Input files (a CSV for tabular models; images or folders of images for image models).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
     /// Show only the K most likely labels.
     #[arg(long)]
     top_k: Option<usize>,
+    /// Images per engine run.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[command(flatten)]
+    engine: super::engine::EngineArgs,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let mut engine = graft::backend::tract(&args.model)?;
-    let predictions = graft::predict::tabular(&args.model, &args.input, engine.as_mut())?;
+    let meta = graft::export::ModelMeta::read(&args.model)?;
+    let mut engine = graft::backend::open(&args.model, &args.engine.options())?;
+    let (predictions, skipped) = match meta.task.as_str() {
+        "tabular" => {
+            let [csv] = args.inputs.as_slice() else { anyhow::bail!("a tabular model predicts one CSV file") };
+            (graft::predict::tabular(&args.model, csv, engine.as_mut())?, Vec::new())
+        }
+        "image" => {
+            let files = graft::data::collect_images(&args.inputs)?;
+            graft::predict::images(&args.model, &files, engine.as_mut(), args.batch)?
+        }
+        other => anyhow::bail!("{}: unknown task `{other}`", args.model.display()),
+    };
     let mut out = std::io::stdout().lock();
     for p in predictions {
         writeln!(out, "{}", p.line(args.json, args.top_k))?;
+    }
+    for s in &skipped {
+        eprintln!("skipped {}: {}", s.path, s.reason);
     }
     Ok(ExitCode::SUCCESS)
 }

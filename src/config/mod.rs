@@ -3,6 +3,7 @@
 //!
 //! Relative paths in a pipeline are resolved against the current working directory.
 
+pub mod manifest;
 mod overrides;
 
 pub use overrides::apply_override;
@@ -29,6 +30,51 @@ pub struct PipelineConfig {
     pub train: TrainConfig,
     #[serde(default)]
     pub validation: ValidationConfig,
+    /// The frozen pretrained model (image and text-encoder pipelines).
+    #[serde(default)]
+    pub backbone: Option<BackboneConfig>,
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// Which pretrained model to run frozen, and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackboneConfig {
+    /// Manifest name (`models/NAME.toml`) or path.
+    pub manifest: String,
+    /// Use this model file instead of the manifest's source (e.g. a local copy, offline).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Items per backbone run.
+    #[serde(default = "default_backbone_batch")]
+    pub batch_size: usize,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// ONNX Runtime intra-op threads.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Feature cache root (default `$GRAFT_CACHE` or `~/.cache/graft`).
+    #[serde(default)]
+    pub cache: Option<PathBuf>,
+}
+
+fn default_backbone_batch() -> usize {
+    32
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// Export options.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// Also write `model-u8.onnx`, whose input is uint8 `[N, H, W, 3]` RGB with cast, transpose and
+    /// normalisation inside the graph.
+    pub with_preprocessing: bool,
 }
 
 /// Pipeline kinds.
@@ -37,6 +83,8 @@ pub struct PipelineConfig {
 pub enum Task {
     /// Numeric CSV classification.
     Tabular,
+    /// Image folder classification on a frozen backbone.
+    Image,
 }
 
 /// Where the examples come from.
@@ -44,8 +92,9 @@ pub enum Task {
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     pub path: PathBuf,
-    /// Label column.
-    pub label: String,
+    /// Label column (tabular and text CSVs).
+    #[serde(default)]
+    pub label: Option<String>,
     /// Feature columns (default: all others except `exclude`).
     #[serde(default)]
     pub features: Option<Vec<String>>,
@@ -227,6 +276,23 @@ impl PipelineConfig {
             if w.iter().any(|w| !(*w > 0.0 && w.is_finite())) {
                 return bad("train.class_weight", "weights must be positive numbers");
             }
+        }
+        match self.task {
+            Task::Tabular if self.data.label.is_none() => {
+                return bad("data.label", "a tabular pipeline needs the label column")
+            }
+            Task::Image if self.backbone.is_none() => {
+                return bad("backbone", "an image pipeline needs a [backbone] section")
+            }
+            _ => {}
+        }
+        if let Some(b) = &self.backbone {
+            if b.batch_size == 0 {
+                return bad("backbone.batch_size", "must be at least 1");
+            }
+            b.device
+                .parse::<crate::backend::DeviceRequest>()
+                .map_err(|e| Error::config("backbone.device", e.to_string()))?;
         }
         let v = &self.validation;
         if v.method == ValidationMethod::Kfold && v.folds < 2 {

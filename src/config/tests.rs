@@ -42,7 +42,7 @@ fn overrides_change_any_field() {
     .map(String::from);
     let cfg = PipelineConfig::parse(IRIS, "p.toml", &sets).unwrap();
     assert_eq!(cfg.data.path, PathBuf::from("other.csv"));
-    assert_eq!(cfg.data.label, "label");
+    assert_eq!(cfg.data.label.as_deref(), Some("label"));
     assert_eq!(cfg.model.hidden, [8]);
     assert_eq!(cfg.train.optimizer.lr, 0.5);
     assert_eq!(cfg.validation.method, ValidationMethod::Kfold);

@@ -1,8 +1,10 @@
-//! Datasets: tabular CSV, label encoding, stratified splits and k-fold.
+//! Datasets: tabular CSV, image folders, label encoding, stratified splits and k-fold.
 
+mod images;
 mod split;
 mod tabular;
 
+pub use images::{collect_images, ImageFolder, IMAGE_EXTENSIONS};
 pub use split::{stratified_kfold, stratified_split};
 pub use tabular::{read_csv, CsvOptions, Table};
 

@@ -1,6 +1,10 @@
 //! Export: a trained [`Sequential`] becomes an ONNX graph (walking the same layers that were
 //! trained), with a final `Softmax` named `probabilities` and graft's `metadata_props`.
 
+mod merge;
+
+pub use merge::{image_model, IMAGE_INPUT};
+
 use crate::data::Labels;
 use crate::nn::Sequential;
 use crate::onnx::{pb, Attr, Dim, GraphBuilder, OPSET};
@@ -20,6 +24,8 @@ pub mod keys {
     pub const TASK: &str = "graft.task";
     pub const LABELS: &str = "graft.labels";
     pub const FEATURES: &str = "graft.features";
+    pub const PREPROCESS: &str = "graft.preprocess";
+    pub const BACKBONE: &str = "graft.backbone";
 }
 
 /// The `metadata_props` common to every exported model, plus `extra`.
@@ -69,6 +75,8 @@ pub struct ModelMeta {
     pub labels: Labels,
     /// Feature column names (tabular models).
     pub features: Option<Vec<String>>,
+    /// Image preprocessing (image models).
+    pub preprocess: Option<crate::preprocess::ImagePreprocess>,
 }
 
 impl ModelMeta {
@@ -82,7 +90,11 @@ impl ModelMeta {
             .map(serde_json::from_str::<Vec<String>>)
             .transpose()
             .map_err(|e| crate::Error::onnx(path.display().to_string(), format!("{}: {e}", keys::FEATURES)))?;
-        Ok(ModelMeta { task, labels, features })
+        let preprocess = crate::onnx::metadata(&model, keys::PREPROCESS)
+            .map(crate::preprocess::ImagePreprocess::from_json)
+            .transpose()
+            .map_err(|e| crate::Error::onnx(path.display().to_string(), e.to_string()))?;
+        Ok(ModelMeta { task, labels, features, preprocess })
     }
 }
 

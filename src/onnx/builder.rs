@@ -37,6 +37,63 @@ impl GraphBuilder {
         GraphBuilder { prefix: prefix.to_string(), ..Default::default() }
     }
 
+    /// Continues an existing graph (e.g. a cut backbone): its nodes, initializers and inputs are
+    /// kept, its outputs dropped, and every name in it is reserved.
+    pub fn from_graph(graph: pb::GraphProto, prefix: &str) -> Self {
+        let mut names = HashSet::new();
+        for n in &graph.node {
+            names.insert(n.name.clone());
+            names.extend(n.input.iter().chain(&n.output).cloned());
+        }
+        names.extend(graph.initializer.iter().map(|t| t.name.clone()));
+        names.extend(graph.input.iter().chain(&graph.value_info).map(|v| v.name.clone()));
+        let graph = pb::GraphProto { output: Vec::new(), ..graph };
+        GraphBuilder { graph, names, prefix: prefix.to_string() }
+    }
+
+    /// Whether `name` is already used.
+    pub fn is_used(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Renames graph input `from` to `to` everywhere it is read.
+    pub fn rename_input(&mut self, from: &str, to: &str) {
+        for i in self.graph.input.iter_mut().filter(|i| i.name == from) {
+            i.name = to.to_string();
+        }
+        for n in &mut self.graph.node {
+            for i in n.input.iter_mut().filter(|i| *i == from) {
+                *i = to.to_string();
+            }
+        }
+        self.names.insert(to.to_string());
+    }
+
+    /// Removes graph input `name` (it is about to be computed by new nodes instead).
+    pub fn remove_input(&mut self, name: &str) -> Option<pb::ValueInfoProto> {
+        let pos = self.graph.input.iter().position(|i| i.name == name)?;
+        Some(self.graph.input.remove(pos))
+    }
+
+    /// Inserts a graph input first (before the backbone's own).
+    pub fn input_first(&mut self, name: &str, elem_type: DataType, dims: &[Dim]) {
+        self.names.insert(name.to_string());
+        self.graph.input.insert(0, value_info(name, elem_type, dims));
+    }
+
+    /// Moves the nodes added since `mark` (see [`GraphBuilder::mark`]) to the front of the graph, so
+    /// that preprocessing nodes precede the backbone's in topological order.
+    pub fn move_to_front(&mut self, mark: usize) {
+        let tail = self.graph.node.split_off(mark);
+        let head = std::mem::take(&mut self.graph.node);
+        self.graph.node = tail.into_iter().chain(head).collect();
+    }
+
+    /// The current number of nodes, for [`GraphBuilder::move_to_front`].
+    pub fn mark(&self) -> usize {
+        self.graph.node.len()
+    }
+
     /// A name not yet used in this graph, derived from `hint`.
     pub fn fresh(&mut self, hint: &str) -> String {
         let base = format!("{}{hint}", self.prefix);

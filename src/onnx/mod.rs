@@ -2,8 +2,10 @@
 //! `tract-onnx` generates from the official schema.
 
 mod builder;
+pub mod cut;
+pub mod inspect;
 
-pub use builder::{Attr, Dim, GraphBuilder};
+pub use builder::{value_info, Attr, Dim, GraphBuilder};
 pub use tract_onnx::pb;
 
 use std::path::Path;

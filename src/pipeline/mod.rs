@@ -2,10 +2,12 @@
 //! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `curves.png`,
 //! `confusion.png` and the native weights.
 
+mod head;
+mod image;
 mod report;
 mod tabular;
 
-pub use report::{DataSummary, FoldResult, Report, Timing, ValidationSummary};
+pub use report::{DataSummary, FoldResult, ImageSummary, Mistake, Report, Timing, ValidationSummary};
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
     opts.session.checkpoint_dir = Some(ck.clone());
     let report = match cfg.task {
         Task::Tabular => tabular::fit(cfg, &opts.out, &mut opts.session)?,
+        Task::Image => image::fit(cfg, &opts.out, &mut opts.session)?,
     };
     report.verification.ensure()?;
     std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;

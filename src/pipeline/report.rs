@@ -19,6 +19,9 @@ pub struct Report {
     pub stopped_early: bool,
     pub verification: Verification,
     pub timing: Timing,
+    /// Image pipelines: embedding and skipped files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageSummary>,
     /// Files written into the run folder.
     pub outputs: Vec<String>,
 }
@@ -62,4 +65,30 @@ pub struct Timing {
     /// Inside training loops (all folds and the final model).
     pub train_seconds: f64,
     pub total_seconds: f64,
+}
+
+/// What an image pipeline adds to the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ImageSummary {
+    pub backbone: crate::features::backbone::BackboneInfo,
+    pub preprocess: crate::preprocess::ImagePreprocess,
+    /// Images found in the folder.
+    pub found: usize,
+    /// Images embedded (found minus skipped).
+    pub embedded: usize,
+    /// Embedded in this run (the rest came from the feature cache).
+    pub embedded_now: usize,
+    pub embed_seconds: f64,
+    pub skipped: Vec<crate::preprocess::Skip>,
+    /// The validation images the model got wrong with the highest confidence.
+    pub most_confidently_wrong: Vec<Mistake>,
+}
+
+/// A misclassified example.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Mistake {
+    pub id: String,
+    pub label: String,
+    pub predicted: String,
+    pub probability: f32,
 }

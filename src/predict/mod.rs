@@ -78,3 +78,48 @@ pub fn tabular(model: &Path, csv: &Path, engine: &mut dyn Backend) -> Result<Vec
         proba.into_dimensionality::<Ix2>().map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
     Ok(to_predictions(proba.view(), (1..=n).map(|i| i.to_string()).collect(), &meta))
 }
+
+/// Predicts image files with the image model at `model`, preprocessing them as its
+/// `graft.preprocess` metadata says; unreadable images are returned as skips.
+pub fn images(
+    model: &Path,
+    paths: &[std::path::PathBuf],
+    engine: &mut dyn Backend,
+    batch: usize,
+) -> Result<(Vec<Prediction>, Vec<crate::preprocess::Skip>)> {
+    use rayon::prelude::*;
+    let meta = ModelMeta::read(model)?;
+    let pre =
+        meta.preprocess.clone().filter(|_| meta.task == "image").ok_or_else(|| {
+            Error::Invalid(format!("{}: a {} model does not take images", model.display(), meta.task))
+        })?;
+    let (mut predictions, mut skipped) = (Vec::new(), Vec::new());
+    for chunk in paths.chunks(batch.max(1)) {
+        let loaded: Vec<_> = chunk.par_iter().map(|p| (p, pre.load(p))).collect();
+        let mut ids = Vec::new();
+        let mut imgs = Vec::new();
+        for (p, r) in loaded {
+            match r {
+                Ok(img) => {
+                    ids.push(p.display().to_string());
+                    imgs.push(img);
+                }
+                Err(s) => skipped.push(s),
+            }
+        }
+        if imgs.is_empty() {
+            continue;
+        }
+        let input = if pre.dtype == "u8" {
+            Value::U8(pre.tensor_u8(&imgs).into_dyn())
+        } else {
+            Value::F32(pre.tensor(&imgs).into_dyn())
+        };
+        let proba = engine.run_output(vec![(crate::export::IMAGE_INPUT.into(), input)], OUTPUT)?;
+        let proba = proba
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
+        predictions.extend(to_predictions(proba.view(), ids, &meta));
+    }
+    Ok((predictions, skipped))
+}

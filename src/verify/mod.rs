@@ -3,6 +3,7 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{Backend, DeviceRequest, OrtBackend, OrtOptions};
 use crate::train::metrics::argmax_rows;
 use crate::{Error, Result};
 
@@ -55,6 +56,9 @@ pub struct Verification {
     pub reference: String,
     pub tolerance: f32,
     pub engines: Vec<EngineCheck>,
+    /// Engines that could not run here, with the reason (e.g. ONNX Runtime not installed).
+    #[serde(default)]
+    pub skipped: Vec<String>,
     pub passed: bool,
 }
 
@@ -62,7 +66,7 @@ impl Verification {
     /// Collects engine checks against the native reference.
     pub fn new(engines: Vec<EngineCheck>) -> Self {
         let passed = !engines.is_empty() && engines.iter().all(EngineCheck::passed);
-        Verification { reference: "native".into(), tolerance: TOLERANCE, engines, passed }
+        Verification { reference: "native".into(), tolerance: TOLERANCE, engines, skipped: Vec::new(), passed }
     }
 
     /// `Ok` when passed, else a [`Error::Verification`] naming the failing engines.
@@ -103,17 +107,37 @@ impl Verification {
                 )
             })
             .collect();
+        s.extend(self.skipped.iter().map(|r| format!("skipped {r}")));
         s.push(format!("verification {}", if self.passed { "passed" } else { "FAILED" }));
         s.join("\n")
     }
 }
 
-/// Runs every engine on the same inputs and compares each with `reference`.
+/// The engines a verification runs, and why any was skipped.
+pub struct Engines {
+    pub engines: Vec<Box<dyn Backend>>,
+    pub skipped: Vec<String>,
+}
+
+/// tract always; ONNX Runtime (CPU) when it can be loaded.
+pub fn engines(model: &std::path::Path) -> Result<Engines> {
+    let mut engines = vec![crate::backend::tract(model)?];
+    let mut skipped = Vec::new();
+    let cpu = OrtOptions { device: DeviceRequest::Cpu, threads: None };
+    match crate::backend::ort::init(false) {
+        Ok(_) => engines.push(Box::new(OrtBackend::load(model, &cpu)?)),
+        Err(e) => skipped.push(format!("ort: {e}")),
+    }
+    Ok(Engines { engines, skipped })
+}
+
+/// Runs every engine of [`engines`] on the same inputs and compares each with `reference`.
 pub fn against(
     reference: &Array2<f32>,
-    engines: &mut [Box<dyn crate::backend::Backend>],
+    model: &std::path::Path,
     inputs: &[(String, crate::backend::Value)],
 ) -> Result<Verification> {
+    let Engines { mut engines, skipped } = engines(model)?;
     let mut checks = Vec::new();
     for engine in engines.iter_mut() {
         let got = engine.run_output(inputs.to_vec(), crate::export::OUTPUT)?;
@@ -122,7 +146,7 @@ pub fn against(
             .map_err(|e| Error::Tensor { name: crate::export::OUTPUT.into(), msg: e.to_string() })?;
         checks.push(EngineCheck::compare(engine.name(), reference.view(), got.view())?);
     }
-    Ok(Verification::new(checks))
+    Ok(Verification { skipped, ..Verification::new(checks) })
 }
 
 /// Runs a tabular graph on tract and compares it with the native model's probabilities.
@@ -130,9 +154,8 @@ pub fn against(
 /// # Shapes
 /// `x` `[N, F]`, `native` `[N, C]`
 pub fn tabular(model: &std::path::Path, x: &ndarray::ArrayD<f32>, native: &Array2<f32>) -> Result<Verification> {
-    let mut engines = vec![crate::backend::tract(model)?];
     let inputs = vec![(crate::export::TABULAR_INPUT.to_string(), crate::backend::Value::F32(x.clone()))];
-    against(native, &mut engines, &inputs)
+    against(native, model, &inputs)
 }
 
 /// `graft verify MODEL --data CSV` for a tabular model: the native weights are read from

@@ -3,5 +3,7 @@
 //! Shared data and models come from `../shared` beside the repository (see its README); tests that
 //! need them fail with a clear message when it is missing.
 
+mod backends;
 mod common;
+mod hub;
 mod tabular;

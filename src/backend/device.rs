@@ -1,0 +1,114 @@
+//! Device selection (`--device auto|cpu|cuda[:N]`), kept free of any engine so that it can be
+//! tested on machines without a GPU.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+/// What the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceRequest {
+    /// CUDA device 0 when it works, else the CPU with one warning.
+    #[default]
+    Auto,
+    Cpu,
+    /// CUDA device N; an error when it cannot be used.
+    Cuda(u32),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(DeviceRequest::Auto),
+            "cpu" => Ok(DeviceRequest::Cpu),
+            "cuda" => Ok(DeviceRequest::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceRequest::Cuda)
+                .ok_or_else(|| Error::Invalid(format!("unknown device `{s}`: expected auto, cpu, cuda or cuda:N"))),
+        }
+    }
+}
+
+/// Where a model actually runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Cuda(u32),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// The chosen device, and the warning to print when `auto` fell back to the CPU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Selection {
+    pub device: Device,
+    pub warning: Option<String>,
+}
+
+/// Chooses a device. `try_cuda(n)` attempts to set up CUDA device `n` and says why it cannot.
+pub fn select(request: DeviceRequest, try_cuda: impl FnOnce(u32) -> Result<(), String>) -> Result<Selection> {
+    match request {
+        DeviceRequest::Cpu => Ok(Selection { device: Device::Cpu, warning: None }),
+        DeviceRequest::Cuda(n) => match try_cuda(n) {
+            Ok(()) => Ok(Selection { device: Device::Cuda(n), warning: None }),
+            Err(why) => Err(Error::Backend { backend: "ort", msg: format!("--device cuda:{n} is not usable: {why}") }),
+        },
+        DeviceRequest::Auto => Ok(match try_cuda(0) {
+            Ok(()) => Selection { device: Device::Cuda(0), warning: None },
+            Err(why) => Selection {
+                device: Device::Cpu,
+                warning: Some(format!("warning: CUDA is not available ({why}); running on the CPU")),
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_requests() {
+        assert_eq!("auto".parse::<DeviceRequest>().unwrap(), DeviceRequest::Auto);
+        assert_eq!("cpu".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cpu);
+        assert_eq!("cuda".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceRequest>().unwrap(), DeviceRequest::Cuda(3));
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            assert!(bad.parse::<DeviceRequest>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn auto_falls_back_with_one_warning() {
+        let s = select(DeviceRequest::Auto, |_| Err("no CUDA provider in this build".into())).unwrap();
+        assert_eq!(s.device, Device::Cpu);
+        assert!(s.warning.unwrap().contains("no CUDA provider"));
+        let s = select(DeviceRequest::Auto, |n| if n == 0 { Ok(()) } else { Err("?".into()) }).unwrap();
+        assert_eq!(s, Selection { device: Device::Cuda(0), warning: None });
+    }
+
+    #[test]
+    fn explicit_cuda_errors_when_unavailable() {
+        let err = select(DeviceRequest::Cuda(1), |_| Err("device 1 not found".into())).unwrap_err();
+        assert!(err.to_string().contains("cuda:1 is not usable: device 1 not found"));
+        assert_eq!(select(DeviceRequest::Cuda(1), |_| Ok(())).unwrap().device, Device::Cuda(1));
+    }
+
+    #[test]
+    fn cpu_never_probes_cuda() {
+        let s = select(DeviceRequest::Cpu, |_| panic!("must not probe")).unwrap();
+        assert_eq!(s.device, Device::Cpu);
+    }
+}

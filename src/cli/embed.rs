@@ -1,0 +1,84 @@
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use graft::config::manifest::Manifest;
+use graft::data::{collect_images, ImageFolder};
+use graft::features::{cache, embed_images, Backbone, FeatureCache, FeatureFile};
+use graft::train::ProgressMode;
+
+use super::engine::EngineArgs;
+
+/// Extract backbone features for a dataset, cached by content: a re-run embeds only new or
+/// changed files, and an interrupted run resumes.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  graft embed efficientnet-lite0 ../shared/data/cats-vs-dogs/train --out features.safetensors
+  graft embed models/efficientnet-lite0.toml photos/ --out f.safetensors --device cuda --batch 64")]
+pub struct EmbedArgs {
+    /// Backbone manifest name (models/NAME.toml) or path.
+    backbone: String,
+    /// A folder with one subfolder per class (labels), or a folder / files of images.
+    data: PathBuf,
+    /// Output: safetensors with `features` [N, D], `labels` [N] and the file list in its metadata.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Use this model file instead of the manifest's source.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Items per engine run.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Feature cache root (default $GRAFT_CACHE or ~/.cache/graft).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Recompute everything and keep nothing.
+    #[arg(long)]
+    no_cache: bool,
+    #[arg(long, short)]
+    quiet: bool,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
+    let root = args.cache.clone().unwrap_or_else(cache::default_root);
+    let backbone = Backbone::prepare(Manifest::load(&args.backbone)?, args.model.as_deref(), &root)?;
+    let pre =
+        backbone.preprocess.clone().ok_or_else(|| anyhow::anyhow!("`{}` is not an image backbone", args.backbone))?;
+    let (paths, labels, classes) = match ImageFolder::scan(&args.data) {
+        Ok(folder) => {
+            let (p, l): (Vec<_>, Vec<_>) = folder.items.iter().cloned().unzip();
+            (p, l.into_iter().map(|c| c as f32).collect::<Vec<_>>(), folder.classes)
+        }
+        Err(_) => {
+            let p = collect_images(std::slice::from_ref(&args.data))?;
+            let n = p.len();
+            (p, vec![-1.0; n], Vec::new())
+        }
+    };
+    let mut engine = graft::backend::open(&backbone.path, &args.engine.options())?;
+    let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
+    let mut fcache =
+        if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(&root, &backbone.sha256, &recipe)? };
+    let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
+    let emb = embed_images(&backbone, engine.as_mut(), &paths, &mut fcache, args.batch, progress)?;
+    for s in &emb.skipped {
+        eprintln!("skipped {}: {}", s.path, s.reason);
+    }
+    let ids: Vec<String> = emb.rows.iter().map(|&i| paths[i].display().to_string()).collect();
+    let metadata = HashMap::from([
+        ("ids".to_string(), serde_json::to_string(&ids)?),
+        ("classes".to_string(), serde_json::to_string(&classes)?),
+        ("skipped".to_string(), serde_json::to_string(&emb.skipped)?),
+        ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
+        ("preprocess".to_string(), pre.to_json()),
+    ]);
+    let file =
+        FeatureFile { features: emb.features.clone(), labels: emb.rows.iter().map(|&i| labels[i]).collect(), metadata };
+    file.save(&args.out)?;
+    println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
+    println!("embedded {} items in {:.2} s ({:.1} items/s)", emb.rows.len(), emb.seconds, emb.rate());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,90 @@
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::manifest::{BackboneKind, Manifest};
+use crate::hub::{self, HubOptions};
+use crate::preprocess::ImagePreprocess;
+use crate::{io, onnx, Error, Result};
+
+/// A pretrained model ready to run frozen: resolved, checked and cut as its manifest says.
+#[derive(Clone, Debug)]
+pub struct Backbone {
+    pub manifest: Manifest,
+    /// The file the weights came from.
+    pub source: PathBuf,
+    /// sha256 of that file.
+    pub sha256: String,
+    /// The graph to run (the cut graph when the manifest cuts).
+    pub path: PathBuf,
+    /// The tensor the graph was cut at, if any.
+    pub cut: Option<String>,
+    pub input: String,
+    pub output: String,
+    pub preprocess: Option<ImagePreprocess>,
+}
+
+/// What `graft.backbone` metadata records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackboneInfo {
+    pub name: String,
+    pub source: String,
+    pub sha256: String,
+    pub cut: Option<String>,
+}
+
+impl Backbone {
+    /// Resolves `manifest`'s model (or `model_override`), checks its sha256 when the manifest pins
+    /// one, and cuts it into `cache_root/backbones/` (reused on later runs).
+    pub fn prepare(manifest: Manifest, model_override: Option<&Path>, cache_root: &Path) -> Result<Backbone> {
+        let source = match model_override {
+            Some(p) => p.to_path_buf(),
+            None => hub::resolve(&manifest.source, manifest.sha256.as_deref(), &HubOptions::from_env())?,
+        };
+        let bytes = io::read(&source)?;
+        let sha256 = io::sha256_hex(&bytes);
+        if let Some(want) = &manifest.sha256 {
+            if !want.eq_ignore_ascii_case(&sha256) {
+                return Err(Error::onnx(
+                    source.display().to_string(),
+                    format!("sha256 is {sha256}, but manifest `{}` pins {want}", manifest.name),
+                ));
+            }
+        }
+        let model = onnx::load(&source)?;
+        let graph = model.graph.as_ref().ok_or_else(|| Error::onnx(source.display().to_string(), "no graph"))?;
+        let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let first_input = graph.input.iter().map(|i| i.name.clone()).find(|n| !inits.contains(&n.as_str()));
+        let (path, cut, output) = match &manifest.cut {
+            Some(at) => {
+                let cut = onnx::cut::cut(&model, at, &source)?;
+                let out = cut.graph.as_ref().expect("cut has a graph").output[0].name.clone();
+                let dir = cache_root.join("backbones");
+                let file = dir.join(format!("{}-{}.onnx", &sha256[..16], &io::sha256_hex(out.as_bytes())[..8]));
+                if !file.exists() {
+                    onnx::save(&file, &cut)?;
+                }
+                (file, Some(out.clone()), out)
+            }
+            None => {
+                let out = manifest.output.clone().or_else(|| graph.output.first().map(|o| o.name.clone()));
+                (source.clone(), None, out.ok_or_else(|| Error::onnx(source.display().to_string(), "no output"))?)
+            }
+        };
+        let (input, preprocess) = match (manifest.kind, &manifest.input) {
+            (BackboneKind::Image, Some(i)) => (i.name.clone(), Some(ImagePreprocess::from_manifest(i))),
+            _ => (first_input.unwrap_or_default(), None),
+        };
+        Ok(Backbone { manifest, source, sha256, path, cut, input, output, preprocess })
+    }
+
+    /// The `graft.backbone` record.
+    pub fn info(&self) -> BackboneInfo {
+        BackboneInfo {
+            name: self.manifest.name.clone(),
+            source: self.source.display().to_string(),
+            sha256: self.sha256.clone(),
+            cut: self.cut.clone(),
+        }
+    }
+}

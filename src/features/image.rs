@@ -1,0 +1,63 @@
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::{extract, Backbone, Embedded, FeatureCache, Prepared};
+use crate::backend::{Backend, Value};
+use crate::preprocess::ImagePreprocess;
+use crate::train::ProgressMode;
+use crate::{io, Error, Result};
+
+/// Content keys of files: the sha256 of their bytes (unreadable files get a key that is never
+/// cached, so preparation reports them).
+pub fn file_keys(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .par_iter()
+        .map(|p| match std::fs::read(p) {
+            Ok(bytes) => io::sha256_hex(&bytes),
+            Err(e) => format!("unreadable:{}:{e}", p.display()),
+        })
+        .collect()
+}
+
+/// Embeds image files with `backbone` on `engine`; bad images are skipped and reported.
+pub fn embed_images(
+    backbone: &Backbone,
+    engine: &mut dyn Backend,
+    paths: &[PathBuf],
+    cache: &mut FeatureCache,
+    batch: usize,
+    progress: ProgressMode,
+) -> Result<Embedded> {
+    let pre: &ImagePreprocess = backbone
+        .preprocess
+        .as_ref()
+        .ok_or_else(|| Error::Invalid(format!("backbone `{}` does not take images", backbone.manifest.name)))?;
+    let keys = file_keys(paths);
+    let input = backbone.input.clone();
+    let prepare = |idx: &[usize]| {
+        let loaded: Vec<_> = idx.par_iter().map(|&i| (i, pre.load(&paths[i]))).collect();
+        let mut prepared = Prepared { inputs: Vec::new(), ok: Vec::new(), skipped: Vec::new() };
+        let mut images = Vec::new();
+        for (i, r) in loaded {
+            match r {
+                Ok(img) => {
+                    prepared.ok.push(i);
+                    images.push(img);
+                }
+                Err(skip) => prepared.skipped.push(skip),
+            }
+        }
+        if !images.is_empty() {
+            prepared.inputs.push((input.clone(), Value::F32(pre.tensor(&images).into_dyn())));
+        }
+        prepared
+    };
+    let output = backbone.output.clone();
+    extract(&keys, cache, batch, progress, "embed", prepare, |inputs| {
+        let f = engine.run_output(inputs, &output)?;
+        let (n, len) = (f.shape()[0], f.len());
+        f.into_shape_with_order((n, len / n.max(1)))
+            .map_err(|e| Error::Tensor { name: output.clone(), msg: e.to_string() })
+    })
+}

@@ -1,0 +1,147 @@
+//! Image decoding and preprocessing: decode (JPEG, PNG, WebP) under size limits, apply EXIF
+//! orientation, convert grey / alpha / CMYK to RGB, resize with a SIMD bilinear filter
+//! (`fast_image_resize`), normalise into an NCHW tensor. The recipe is serialisable: it goes into
+//! the exported model's `graft.preprocess` metadata and into the feature cache key.
+
+use std::io::BufReader;
+use std::path::Path;
+
+use fast_image_resize as fr;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use ndarray::{Array4, ArrayView3};
+use serde::{Deserialize, Serialize};
+
+use crate::config::manifest::{ImageInput, Layout, ResizeMode};
+use crate::{Error, Result};
+
+/// Largest width or height accepted before decoding (decompression-bomb guard).
+pub const MAX_SIDE: u32 = 12_000;
+/// Largest allocation the decoder may make.
+pub const MAX_ALLOC: u64 = 512 << 20;
+
+/// How images become tensors; stored as JSON in `graft.preprocess`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImagePreprocess {
+    pub size: u32,
+    pub resize: ResizeMode,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    /// Layout of the model's image input.
+    pub layout: Layout,
+    /// `f32` (normalised) or `u8` (raw RGB, normalised inside the graph).
+    pub dtype: String,
+}
+
+/// Why a file was skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skip {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ImagePreprocess {
+    /// The recipe a backbone manifest describes (f32, NCHW).
+    pub fn from_manifest(input: &ImageInput) -> Self {
+        ImagePreprocess {
+            size: input.size,
+            resize: input.resize,
+            mean: input.mean,
+            std: input.std,
+            layout: input.layout,
+            dtype: "f32".into(),
+        }
+    }
+
+    /// Canonical JSON, for metadata and cache keys.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("preprocess serialises")
+    }
+
+    /// Parses `graft.preprocess` metadata.
+    pub fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| Error::Invalid(format!("graft.preprocess: {e}")))
+    }
+
+    /// Decodes `path` and resizes it to `size x size` RGB; a file that cannot be used is a [`Skip`]
+    /// naming it and the reason.
+    pub fn load(&self, path: &Path) -> std::result::Result<RgbImage, Skip> {
+        let skip = |reason: String| Skip { path: path.display().to_string(), reason };
+        let img = decode(path).map_err(skip)?;
+        self.resize(&img).map_err(skip)
+    }
+
+    fn resize(&self, img: &RgbImage) -> std::result::Result<RgbImage, String> {
+        let (w, h) = img.dimensions();
+        let src = fr::images::ImageRef::new(w, h, img.as_raw(), fr::PixelType::U8x3).map_err(|e| e.to_string())?;
+        let mut dst = fr::images::Image::new(self.size, self.size, fr::PixelType::U8x3);
+        let mut options = fr::ResizeOptions::new().resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear));
+        if self.resize == ResizeMode::ShorterSideCrop {
+            options = options.fit_into_destination(Some((0.5, 0.5)));
+        }
+        fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+        Ok(RgbImage::from_raw(self.size, self.size, dst.into_vec()).expect("size x size x 3"))
+    }
+
+    /// Stacks resized images into the model's input tensor: `(x - mean) / std`, NCHW or NHWC.
+    ///
+    /// # Shapes
+    /// `images` each `[size, size, 3]` -> `[N, 3, size, size]` (NCHW) or `[N, size, size, 3]` (NHWC)
+    pub fn tensor(&self, images: &[RgbImage]) -> Array4<f32> {
+        let s = self.size as usize;
+        let scale = self.std.map(|v| 1.0 / v);
+        let mut out = match self.layout {
+            Layout::Nchw => Array4::<f32>::zeros((images.len(), 3, s, s)),
+            Layout::Nhwc => Array4::<f32>::zeros((images.len(), s, s, 3)),
+        };
+        for (i, img) in images.iter().enumerate() {
+            let px = ArrayView3::from_shape((s, s, 3), img.as_raw()).expect("resized to size x size");
+            for (c, (&mean, &scale)) in self.mean.iter().zip(&scale).enumerate() {
+                let plane = px.index_axis(ndarray::Axis(2), c);
+                let mut dst = match self.layout {
+                    Layout::Nchw => out.slice_mut(ndarray::s![i, c, .., ..]),
+                    Layout::Nhwc => out.slice_mut(ndarray::s![i, .., .., c]),
+                };
+                ndarray::Zip::from(&mut dst).and(&plane).for_each(|d, &p| *d = (p as f32 - mean) * scale);
+            }
+        }
+        out
+    }
+
+    /// Raw RGB bytes, for models exported with preprocessing inside the graph.
+    ///
+    /// # Shapes
+    /// `images` each `[size, size, 3]` -> `[N, size, size, 3]`
+    pub fn tensor_u8(&self, images: &[RgbImage]) -> ndarray::Array4<u8> {
+        let s = self.size as usize;
+        let data: Vec<u8> = images.iter().flat_map(|i| i.as_raw().iter().copied()).collect();
+        ndarray::Array4::from_shape_vec((images.len(), s, s, 3), data).expect("size x size x 3 each")
+    }
+}
+
+/// Decodes an image file to RGB8 with EXIF orientation applied, refusing oversized images before
+/// they are decoded.
+pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.len() == 0 {
+        return Err("empty file (0 bytes)".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not an image (unknown format)".into());
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(format!("{w}x{h} is larger than the {MAX_SIDE}-pixel limit"));
+    }
+    let orientation = decoder.orientation().map_err(|e| e.to_string())?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    Ok(img.to_rgb8())
+}
