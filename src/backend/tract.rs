@@ -1,16 +1,20 @@
+use std::collections::HashMap;
 use std::path::Path;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
+use tract_onnx::tract_core::tract_linalg::multithread::Executor;
 
 use super::{Backend, TensorInfo, Value};
 use crate::{Error, Result};
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 
-/// The pure-Rust engine: loads an ONNX file, optimises it once and runs it with symbolic batch sizes.
+/// The pure-Rust engine. The graph is parsed once; an optimised plan is built per distinct set of
+/// input shapes (tract optimises far better with concrete shapes than with a symbolic batch).
 pub struct TractBackend {
-    plan: Plan,
+    model: InferenceModel,
+    plans: HashMap<Vec<Vec<usize>>, Plan>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
 }
@@ -20,34 +24,47 @@ fn err(e: impl std::fmt::Display) -> Error {
 }
 
 impl TractBackend {
-    /// Loads and optimises the model at `path`.
+    /// Parses the model at `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let model = tract_onnx::onnx()
-            .model_for_path(path)
-            .and_then(|m| m.into_optimized())
-            .map_err(|e| Error::Backend { backend: "tract", msg: format!("{}: {e:#}", path.display()) })?;
+        let fail = |e: TractError| Error::Backend { backend: "tract", msg: format!("{}: {e:#}", path.display()) };
+        let model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
+        let typed = model.clone().into_typed().map_err(fail)?;
         let info = |outlets: &[OutletId]| -> Result<Vec<TensorInfo>> {
             outlets
                 .iter()
                 .map(|o| {
-                    let fact = model.outlet_fact(*o).map_err(err)?;
+                    let fact = typed.outlet_fact(*o).map_err(err)?;
+                    let name =
+                        typed.outlet_label(*o).map(str::to_string).unwrap_or_else(|| typed.node(o.node).name.clone());
                     Ok(TensorInfo {
-                        name: model.node(o.node).name.clone(),
+                        name,
                         dtype: format!("{:?}", fact.datum_type).to_lowercase(),
                         shape: fact.shape.iter().map(|d| d.to_usize().ok()).collect(),
                     })
                 })
                 .collect()
         };
-        let inputs = info(model.input_outlets().map_err(err)?)?;
-        let mut outputs = info(model.output_outlets().map_err(err)?)?;
-        for (o, label) in outputs.iter_mut().zip(model.output_outlets().map_err(err)?) {
-            if let Some(l) = model.outlet_label(*label) {
-                o.name = l.to_string();
-            }
+        let mut inputs = info(typed.input_outlets().map_err(err)?)?;
+        for (i, o) in inputs.iter_mut().zip(typed.input_outlets().map_err(err)?) {
+            i.name = typed.node(o.node).name.clone();
         }
-        let plan = model.into_runnable().map_err(err)?;
-        Ok(TractBackend { plan, inputs, outputs })
+        let outputs = info(typed.output_outlets().map_err(err)?)?;
+        Ok(TractBackend { model, plans: HashMap::new(), inputs, outputs })
+    }
+
+    fn plan(&mut self, values: &[(DatumType, Vec<usize>)]) -> Result<Plan> {
+        let key: Vec<Vec<usize>> = values.iter().map(|(_, s)| s.clone()).collect();
+        if let Some(p) = self.plans.get(&key) {
+            return Ok(p.clone());
+        }
+        let mut m = self.model.clone();
+        for (i, (dt, shape)) in values.iter().enumerate() {
+            m.set_input_fact(i, InferenceFact::dt_shape(*dt, shape.clone())).map_err(err)?;
+        }
+        let options = RunOptions { executor: Some(Executor::RayonGlobal), ..Default::default() };
+        let plan = m.into_optimized().and_then(|m| m.into_runnable_with_options(&options)).map_err(err)?;
+        self.plans.insert(key, plan.clone());
+        Ok(plan)
     }
 }
 
@@ -65,20 +82,22 @@ impl Backend for TractBackend {
     }
 
     fn run(&mut self, mut inputs: Vec<(String, Value)>) -> Result<Vec<(String, Value)>> {
-        let mut ordered = TVec::new();
+        let mut ordered: Vec<Tensor> = Vec::new();
         for info in &self.inputs {
             let pos = inputs
                 .iter()
                 .position(|(n, _)| *n == info.name)
                 .ok_or_else(|| Error::Tensor { name: info.name.clone(), msg: "input not provided".into() })?;
-            let tensor: Tensor = match inputs.swap_remove(pos).1 {
+            ordered.push(match inputs.swap_remove(pos).1 {
                 Value::F32(a) => a.into(),
                 Value::I64(a) => a.into(),
                 Value::U8(a) => a.into(),
-            };
-            ordered.push(tensor.into_tvalue());
+            });
         }
-        let outputs = self.plan.run(ordered).map_err(err)?;
+        let facts: Vec<(DatumType, Vec<usize>)> =
+            ordered.iter().map(|t| (t.datum_type(), t.shape().to_vec())).collect();
+        let plan = self.plan(&facts)?;
+        let outputs = plan.run(ordered.into_iter().map(|t| t.into_tvalue()).collect()).map_err(err)?;
         self.outputs
             .iter()
             .zip(outputs)

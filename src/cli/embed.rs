@@ -58,12 +58,11 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
             (p, vec![-1.0; n], Vec::new())
         }
     };
-    let mut engine = graft::backend::open(&backbone.path, &args.engine.options())?;
     let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
     let mut fcache =
         if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(&root, &backbone.sha256, &recipe)? };
     let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
-    let emb = embed_images(&backbone, engine.as_mut(), &paths, &mut fcache, args.batch, progress)?;
+    let emb = embed_images(&backbone, &args.engine.options(), &paths, &mut fcache, args.batch, progress)?;
     for s in &emb.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);
     }

@@ -57,13 +57,22 @@ impl Backbone {
         let first_input = graph.input.iter().map(|i| i.name.clone()).find(|n| !inits.contains(&n.as_str()));
         let (path, cut, output) = match &manifest.cut {
             Some(at) => {
-                let cut = onnx::cut::cut(&model, at, &source)?;
-                let out = cut.graph.as_ref().expect("cut has a graph").output[0].name.clone();
-                let dir = cache_root.join("backbones");
-                let file = dir.join(format!("{}-{}.onnx", &sha256[..16], &io::sha256_hex(out.as_bytes())[..8]));
-                if !file.exists() {
-                    onnx::save(&file, &cut)?;
-                }
+                // Cut once per (model, cut point); later runs load the cut graph from the cache.
+                let file = cache_root.join("backbones").join(format!(
+                    "{}-{}.onnx",
+                    &sha256[..16],
+                    &io::sha256_hex(at.as_bytes())[..8]
+                ));
+                let cut = match file.exists() {
+                    true => onnx::load(&file)?,
+                    false => {
+                        let cut = onnx::cut::cut(&model, at, &source)?;
+                        onnx::save(&file, &cut)?;
+                        cut
+                    }
+                };
+                let out = cut.graph.as_ref().and_then(|g| g.output.first()).map(|o| o.name.clone());
+                let out = out.ok_or_else(|| Error::onnx(file.display().to_string(), "cut graph without output"))?;
                 (file, Some(out.clone()), out)
             }
             None => {

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use super::{extract, Backbone, Embedded, FeatureCache, Prepared};
-use crate::backend::{Backend, Value};
+use crate::backend::{Backend, EngineOptions, Value};
 use crate::preprocess::ImagePreprocess;
 use crate::train::ProgressMode;
 use crate::{io, Error, Result};
@@ -20,10 +20,11 @@ pub fn file_keys(paths: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// Embeds image files with `backbone` on `engine`; bad images are skipped and reported.
+/// Embeds image files with `backbone` on the engine `engine` asks for (opened only when something is
+/// not cached); bad images are skipped and reported.
 pub fn embed_images(
     backbone: &Backbone,
-    engine: &mut dyn Backend,
+    engine: &EngineOptions,
     paths: &[PathBuf],
     cache: &mut FeatureCache,
     batch: usize,
@@ -33,6 +34,7 @@ pub fn embed_images(
         .preprocess
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("backbone `{}` does not take images", backbone.manifest.name)))?;
+    let started = std::time::Instant::now();
     let keys = file_keys(paths);
     let input = backbone.input.clone();
     let prepare = |idx: &[usize]| {
@@ -54,10 +56,17 @@ pub fn embed_images(
         prepared
     };
     let output = backbone.output.clone();
-    extract(&keys, cache, batch, progress, "embed", prepare, |inputs| {
-        let f = engine.run_output(inputs, &output)?;
+    let mut session: Option<Box<dyn Backend>> = None;
+    let mut embedded = extract(&keys, cache, batch, progress, "embed", prepare, |inputs| {
+        let session = match &mut session {
+            Some(s) => s,
+            None => session.insert(crate::backend::open(&backbone.path, engine)?),
+        };
+        let f = session.run_output(inputs, &output)?;
         let (n, len) = (f.shape()[0], f.len());
         f.into_shape_with_order((n, len / n.max(1)))
             .map_err(|e| Error::Tensor { name: output.clone(), msg: e.to_string() })
-    })
+    })?;
+    embedded.seconds = started.elapsed().as_secs_f64();
+    Ok(embedded)
 }

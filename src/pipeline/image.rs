@@ -11,7 +11,7 @@ use ndarray::Axis;
 use super::head::{finish, train_head, Finish, HeadRun};
 use super::report::{DataSummary, ImageSummary, Mistake, Report};
 use super::tabular::dense_stack;
-use crate::backend::{self, BackendKind, EngineOptions, OrtOptions, Value};
+use crate::backend::{BackendKind, EngineOptions, OrtOptions, Value};
 use crate::config::manifest::Manifest;
 use crate::config::{BackboneConfig, PipelineConfig};
 use crate::data::{class_counts, Dataset, ImageFolder, Labels};
@@ -23,7 +23,7 @@ use crate::verify::{self, Verification};
 use crate::{Error, Result};
 
 /// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
-pub const VERIFY_IMAGES: usize = 48;
+pub const VERIFY_IMAGES: usize = 16;
 
 /// ORT options from a pipeline's backbone section.
 pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
@@ -41,10 +41,9 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let labels = Labels(folder.classes.clone());
     let paths: Vec<_> = folder.items.iter().map(|(p, _)| p.clone()).collect();
 
-    let mut engine = backend::open(&backbone.path, &engine_options(bcfg)?)?;
     let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
     let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
-    let emb = embed_images(&backbone, engine.as_mut(), &paths, &mut cache, bcfg.batch_size, session.progress)?;
+    let emb = embed_images(&backbone, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
     for s in &emb.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);
     }

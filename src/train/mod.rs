@@ -1,6 +1,7 @@
 //! The one training loop every pipeline uses: mini-batches over a [`Dataset`], the fused softmax
 //! cross-entropy, an [`Optimizer`](crate::nn::Optimizer), early stopping with best-weight
-//! restoration, reduce-LR-on-plateau, per-epoch checkpoints and `--resume`.
+//! restoration, reduce-LR-on-plateau, checkpoints (after an epoch, at most every 2 s, and always on
+//! stopping) and `--resume`.
 
 pub mod callbacks;
 mod checkpoint;
@@ -53,6 +54,8 @@ pub struct Session {
     pub checkpoint_dir: Option<PathBuf>,
     pub resume: bool,
     pub halt_after_epochs: Option<usize>,
+    /// Least time between two checkpoints (one is always written on stopping and at the end).
+    pub checkpoint_every: std::time::Duration,
     pub progress: ProgressMode,
     epochs_run: usize,
 }
@@ -60,7 +63,14 @@ pub struct Session {
 impl Session {
     /// A session; checkpoints go to `checkpoint_dir` when given.
     pub fn new(checkpoint_dir: Option<PathBuf>, resume: bool, progress: ProgressMode) -> Self {
-        Session { checkpoint_dir, resume, halt_after_epochs: None, progress, epochs_run: 0 }
+        Session {
+            checkpoint_dir,
+            resume,
+            halt_after_epochs: None,
+            checkpoint_every: std::time::Duration::from_secs(2),
+            progress,
+            epochs_run: 0,
+        }
     }
 }
 
@@ -97,8 +107,9 @@ pub struct Job<'a> {
 /// final weights in `model`: the best epoch's when early stopping is on.
 ///
 /// `run` names the checkpoint and the progress line. With a checkpoint folder, state is saved after
-/// every epoch; with `session.resume`, a saved run continues where it stopped (or returns at once
-/// when it had finished), drawing exactly the random numbers the uninterrupted run would have.
+/// epochs (see [`Session::checkpoint_every`]); with `session.resume`, a saved run continues where it
+/// stopped (or returns at once when it had finished), drawing exactly the random numbers the
+/// uninterrupted run would have.
 pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Session) -> Result<FitOutcome> {
     let Job { train, val, cfg, class_weights: weights, run } = *job;
     let mut optimizer = cfg.optimizer.build()?;
@@ -138,6 +149,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     let mut progress = Progress::new(session.progress, run, cfg.epochs as u64, "epochs");
     progress.advance(state.epoch as u64, String::new);
     let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut last_save = Instant::now();
     while state.epoch < cfg.epochs {
         let started = Instant::now();
         let epoch = state.epoch + 1;
@@ -191,9 +203,13 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             state.stopped_early = true;
             break;
         }
-        save_checkpoint(&ck_path, &mut state, &rng, &optimizer, model, &best)?;
         session.epochs_run += 1;
-        if session.halt_after_epochs.is_some_and(|h| session.epochs_run >= h) {
+        let halt = session.halt_after_epochs.is_some_and(|h| session.epochs_run >= h);
+        if halt || last_save.elapsed() >= session.checkpoint_every {
+            save_checkpoint(&ck_path, &mut state, &rng, &optimizer, model, &best)?;
+            last_save = Instant::now();
+        }
+        if halt {
             progress.finish("interrupted");
             return Err(Error::Interrupted { epoch });
         }
