@@ -45,8 +45,9 @@ export ORT_DYLIB_PATH=$PWD/.ort/gpu/libonnxruntime.so
 nvlibs=$(python3 - <<'PY' 2>/dev/null || true
 import glob, os, site
 roots = site.getsitepackages() + [site.getusersitepackages()]
-dirs = sorted({d for r in roots for d in glob.glob(os.path.join(r, "nvidia", "*", "lib"))})
-print(":".join(dirs))
+# nvidia-* wheels keep their libraries in nvidia/<name>/lib (CUDA 13 wheels may nest one level more).
+libs = {os.path.dirname(f) for r in roots for f in glob.glob(os.path.join(r, "nvidia", "**", "lib*.so*"), recursive=True)}
+print(":".join(sorted(libs)))
 PY
 )
 export LD_LIBRARY_PATH=${nvlibs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}

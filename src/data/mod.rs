@@ -3,10 +3,12 @@
 mod images;
 mod split;
 mod tabular;
+mod text;
 
 pub use images::{collect_images, ImageFolder, IMAGE_EXTENSIONS};
 pub use split::{stratified_kfold, stratified_split};
 pub use tabular::{read_csv, CsvOptions, Table};
+pub use text::{read_text_csv, BadRow, TextOptions, TextTable};
 
 use ndarray::{ArrayD, Axis};
 use serde::{Deserialize, Serialize};

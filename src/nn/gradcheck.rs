@@ -8,10 +8,19 @@ use crate::rng::Rng;
 /// Checks `layer`'s backward pass against central differences of `L = sum(y * r)` for a fixed random
 /// `r`, for the input gradient and every parameter. Uses f64-ish tolerances suitable for f32.
 pub fn check(layer: &mut dyn Layer, input: ArrayD<f32>) {
+    check_with(layer, input, None, true)
+}
+
+/// Like [`check`], with row lengths in the context (masked layers) and optionally without the input
+/// gradient (integer inputs such as token ids).
+pub fn check_with(layer: &mut dyn Layer, input: ArrayD<f32>, lengths: Option<Vec<usize>>, input_grad: bool) {
     let mut rng = Rng::new(99);
     let fwd = |layer: &mut dyn Layer, x: ArrayD<f32>| {
         // Re-seeding keeps stochastic layers (dropout) on the same mask for every evaluation.
-        layer.forward(x, &mut Ctx { train: true, rng: &mut Rng::new(5) })
+        let mut r = Rng::new(5);
+        let mut ctx = Ctx::new(true, &mut r);
+        ctx.lengths = lengths.clone();
+        layer.forward(x, &mut ctx)
     };
     let y = fwd(layer, input.clone());
     let r = y.mapv(|_| rng.normal());
@@ -26,7 +35,7 @@ pub fn check(layer: &mut dyn Layer, input: ArrayD<f32>) {
         let tol = 2e-2 * (1.0 + num.abs().max(ana.abs() as f64));
         assert!((num - ana as f64).abs() < tol, "{what}: numeric {num} vs analytic {ana}");
     };
-    for i in 0..input.len() {
+    for i in (0..input.len()).filter(|_| input_grad) {
         let (mut hi, mut lo) = (input.clone(), input.clone());
         hi.as_slice_mut().unwrap()[i] += eps;
         lo.as_slice_mut().unwrap()[i] -= eps;
@@ -59,7 +68,7 @@ pub fn input(shape: &[usize], seed: u64) -> ArrayD<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::{Dense, Dropout, Init, Relu, Standardize};
+    use crate::nn::{Dense, Dropout, Embedding, Init, Lstm, MaskedMean, Relu, Standardize};
 
     #[test]
     fn dense() {
@@ -82,5 +91,26 @@ mod tests {
     #[test]
     fn standardize() {
         check(&mut Standardize::new(vec![0.5, -1.0, 2.0], vec![2.0, 0.5, 1.0]), input(&[3, 3], 8));
+    }
+
+    #[test]
+    fn embedding() {
+        let ids = ArrayD::from_shape_vec(vec![2, 4], vec![3.0, 1.0, 3.0, 0.0, 2.0, 4.0, 0.0, 0.0]).unwrap();
+        check_with(&mut Embedding::new(5, 3, &mut Rng::new(9)), ids, None, false);
+    }
+
+    #[test]
+    fn lstm_forward_direction() {
+        check(&mut Lstm::new(3, 4, false, &mut Rng::new(10)), input(&[2, 5, 3], 11));
+    }
+
+    #[test]
+    fn lstm_both_directions() {
+        check(&mut Lstm::new(3, 2, true, &mut Rng::new(12)), input(&[3, 4, 3], 13));
+    }
+
+    #[test]
+    fn masked_mean() {
+        check_with(&mut MaskedMean::default(), input(&[3, 4, 2], 14), Some(vec![4, 2, 0]), true);
     }
 }

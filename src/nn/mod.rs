@@ -7,17 +7,23 @@
 mod activation;
 mod dense;
 mod dropout;
+mod embedding;
 mod init;
 pub mod loss;
+mod lstm;
 pub mod optim;
+mod pool;
 pub mod sequential;
 mod standardize;
 
 pub use activation::Relu;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::{lengths, Embedding};
 pub use init::Init;
+pub use lstm::Lstm;
 pub use optim::{Optimizer, OptimizerConfig, OptimizerKind};
+pub use pool::MaskedMean;
 pub use sequential::Sequential;
 pub use standardize::Standardize;
 
@@ -34,6 +40,15 @@ pub struct Ctx<'a> {
     pub train: bool,
     /// The run's random stream (dropout masks).
     pub rng: &'a mut Rng,
+    /// Valid length of each row of a padded batch, set by [`Embedding`] for the masked layers after it.
+    pub lengths: Option<Vec<usize>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for one forward pass.
+    pub fn new(train: bool, rng: &'a mut Rng) -> Self {
+        Ctx { train, rng, lengths: None }
+    }
 }
 
 /// A trainable tensor and its gradient, as seen by an optimizer.
@@ -74,6 +89,12 @@ pub enum LayerSpec {
     Relu,
     /// Inverted dropout, identity at inference.
     Dropout { rate: f32 },
+    /// Token ids to vectors.
+    Embedding { vocab: usize, dim: usize },
+    /// LSTM returning every step.
+    Lstm { inputs: usize, hidden: usize, bidirectional: bool },
+    /// Mean over valid time steps.
+    MaskedMean,
 }
 
 impl LayerSpec {
@@ -84,6 +105,11 @@ impl LayerSpec {
             LayerSpec::Dense { inputs, units, init } => Box::new(Dense::new(*inputs, *units, *init, rng)),
             LayerSpec::Relu => Box::new(Relu::default()),
             LayerSpec::Dropout { rate } => Box::new(Dropout::new(*rate)),
+            LayerSpec::Embedding { vocab, dim } => Box::new(Embedding::new(*vocab, *dim, rng)),
+            LayerSpec::Lstm { inputs, hidden, bidirectional } => {
+                Box::new(Lstm::new(*inputs, *hidden, *bidirectional, rng))
+            }
+            LayerSpec::MaskedMean => Box::new(MaskedMean::default()),
         }
     }
 }

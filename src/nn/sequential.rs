@@ -80,7 +80,7 @@ impl Sequential {
     /// `x` `[N, ...]` -> `[N, C]`
     pub fn predict_proba(&mut self, x: ArrayD<f32>) -> Array2<f32> {
         let mut rng = Rng::new(0);
-        let logits = self.forward(x, &mut Ctx { train: false, rng: &mut rng });
+        let logits = self.forward(x, &mut Ctx::new(false, &mut rng));
         loss::softmax(logits.into_dimensionality::<Ix2>().expect("logits are [N, C]").view())
     }
 

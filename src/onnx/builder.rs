@@ -29,6 +29,8 @@ pub struct GraphBuilder {
     names: HashSet<String>,
     /// Prefix of every generated name (keeps a head's names apart from a backbone's).
     prefix: String,
+    /// Named tensors layers may need besides their input (e.g. `mask`).
+    context: std::collections::HashMap<String, String>,
 }
 
 impl GraphBuilder {
@@ -48,7 +50,17 @@ impl GraphBuilder {
         names.extend(graph.initializer.iter().map(|t| t.name.clone()));
         names.extend(graph.input.iter().chain(&graph.value_info).map(|v| v.name.clone()));
         let graph = pb::GraphProto { output: Vec::new(), ..graph };
-        GraphBuilder { graph, names, prefix: prefix.to_string() }
+        GraphBuilder { graph, names, prefix: prefix.to_string(), context: Default::default() }
+    }
+
+    /// Makes tensor `tensor` available to layers as `key` (e.g. the attention mask as `mask`).
+    pub fn set_context(&mut self, key: &str, tensor: &str) {
+        self.context.insert(key.to_string(), tensor.to_string());
+    }
+
+    /// The tensor registered as `key`.
+    pub fn context(&self, key: &str) -> Option<&str> {
+        self.context.get(key).map(String::as_str)
     }
 
     /// Whether `name` is already used.

@@ -59,7 +59,7 @@ fn train_one(
     let train = data.subset(idx);
     let mut model = Sequential::new(&arch(&train), &mut rng);
     let weights = train::class_weights(&cfg.class_weight, &train.y, classes)?;
-    let job = train::Job { train: &train, val, cfg, class_weights: weights.as_deref(), run };
+    let job = train::Job { train: &train, val, cfg, class_weights: weights.as_deref(), run, bucket_by_length: false };
     let outcome = train::fit(&mut model, &job, rng, session)?;
     Ok((model, outcome))
 }

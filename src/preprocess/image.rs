@@ -145,3 +145,102 @@ pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageEncoder, Rgb};
+
+    fn write_png(path: &Path, img: &DynamicImage, exif: Option<Vec<u8>>) {
+        let mut bytes = Vec::new();
+        let mut enc = image::codecs::png::PngEncoder::new(&mut bytes);
+        if let Some(e) = exif {
+            enc.set_exif_metadata(e).unwrap();
+        }
+        enc.write_image(img.as_bytes(), img.width(), img.height(), img.color().into()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn exif_orientation_grey_and_alpha_become_upright_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        // 4 x 2, left half red, right half blue; EXIF orientation 6 = rotate 90° clockwise.
+        let img = RgbImage::from_fn(4, 2, |x, _| if x < 2 { Rgb([255, 0, 0]) } else { Rgb([0, 0, 255]) });
+        let exif = vec![0x4D, 0x4D, 0x00, 0x2A, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
+        let p = dir.path().join("rotated.png");
+        write_png(&p, &DynamicImage::ImageRgb8(img), Some(exif));
+        let out = decode(&p).unwrap();
+        assert_eq!(out.dimensions(), (2, 4), "orientation applied");
+        assert_eq!(out.get_pixel(0, 0), &Rgb([255, 0, 0]), "top is the former left side");
+        assert_eq!(out.get_pixel(0, 3), &Rgb([0, 0, 255]));
+
+        let grey = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(3, 3, image::Luma([200])));
+        write_png(&dir.path().join("grey.png"), &grey, None);
+        assert_eq!(decode(&dir.path().join("grey.png")).unwrap().get_pixel(1, 1), &Rgb([200, 200, 200]));
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(3, 3, image::Rgba([10, 20, 30, 40])));
+        write_png(&dir.path().join("alpha.png"), &rgba, None);
+        assert_eq!(decode(&dir.path().join("alpha.png")).unwrap().get_pixel(2, 2), &Rgb([10, 20, 30]));
+    }
+
+    #[test]
+    fn tensor_normalises_in_nchw_and_nhwc() {
+        let img = RgbImage::from_fn(2, 2, |x, y| Rgb([(x * 100) as u8, (y * 100) as u8, 255]));
+        let mut pre = ImagePreprocess {
+            size: 2,
+            resize: ResizeMode::Stretch,
+            mean: [127.0, 127.0, 127.0],
+            std: [128.0, 128.0, 128.0],
+            layout: Layout::Nchw,
+            dtype: "f32".into(),
+        };
+        let t = pre.tensor(std::slice::from_ref(&img));
+        assert_eq!(t.shape(), [1, 3, 2, 2]);
+        assert_eq!(t[[0, 0, 0, 1]], (100.0 - 127.0) / 128.0, "channel 0, row 0, column 1");
+        assert_eq!(t[[0, 1, 1, 0]], (100.0 - 127.0) / 128.0, "channel 1, row 1, column 0");
+        assert_eq!(t[[0, 2, 0, 0]], 1.0);
+        pre.layout = Layout::Nhwc;
+        let t = pre.tensor(&[img]);
+        assert_eq!(t.shape(), [1, 2, 2, 3]);
+        assert_eq!(t[[0, 0, 1, 0]], (100.0 - 127.0) / 128.0);
+    }
+
+    #[test]
+    fn resize_modes() {
+        let wide =
+            RgbImage::from_fn(
+                40,
+                20,
+                |x, _| if !(10..30).contains(&x) { Rgb([0, 0, 0]) } else { Rgb([255, 255, 255]) },
+            );
+        let mut pre = ImagePreprocess {
+            size: 10,
+            resize: ResizeMode::ShorterSideCrop,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            layout: Layout::Nchw,
+            dtype: "f32".into(),
+        };
+        let cropped = pre.resize(&wide).unwrap();
+        assert_eq!(cropped.dimensions(), (10, 10));
+        assert!(cropped.pixels().all(|p| p[0] > 200), "the centre square is all white");
+        pre.resize = ResizeMode::Stretch;
+        let stretched = pre.resize(&wide).unwrap();
+        assert!(stretched.get_pixel(0, 5)[0] < 50, "stretching keeps the black sides");
+    }
+
+    #[test]
+    fn broken_files_are_skips_with_reasons() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("empty.jpg", Vec::new(), "empty file"),
+            ("text.jpg", b"hello, not an image".to_vec(), "not an image"),
+            ("half.png", b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0".to_vec(), ""),
+        ];
+        for (name, bytes, reason) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let err = decode(&p).unwrap_err();
+            assert!(err.contains(reason), "{name}: {err}");
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! Preprocessing: turning raw files into the tensors a backbone expects.
 
 pub mod image;
+pub mod text;
 
 pub use self::image::{ImagePreprocess, Skip};
+pub use self::text::{Encoded, TextEncoder};

@@ -101,6 +101,9 @@ pub struct Job<'a> {
     pub class_weights: Option<&'a [f32]>,
     /// Names the checkpoint and the progress line.
     pub run: &'a str,
+    /// Inputs are right-padded token ids: batch rows of similar length together and cut each
+    /// batch's padding columns (exact for models whose outputs at valid steps ignore right padding).
+    pub bucket_by_length: bool,
 }
 
 /// Trains `model` on `train`, watching `val` when given (else the training loss), and leaves the
@@ -111,7 +114,8 @@ pub struct Job<'a> {
 /// stopped (or returns at once when it had finished), drawing exactly the random numbers the
 /// uninterrupted run would have.
 pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Session) -> Result<FitOutcome> {
-    let Job { train, val, cfg, class_weights: weights, run } = *job;
+    let Job { train, val, cfg, class_weights: weights, run, bucket_by_length } = *job;
+    let lengths = bucket_by_length.then(|| crate::nn::lengths(&train.x));
     let mut optimizer = cfg.optimizer.build()?;
     let ck_path = session.checkpoint_dir.as_ref().map(|d| checkpoint::path(d, run));
     let mut state = LoopState {
@@ -145,7 +149,6 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         return Ok(outcome(&state));
     }
 
-    let n_batches = train.len().div_ceil(cfg.batch_size);
     let mut progress = Progress::new(session.progress, run, cfg.epochs as u64, "epochs");
     progress.advance(state.epoch as u64, String::new);
     let mut order: Vec<usize> = (0..train.len()).collect();
@@ -155,12 +158,12 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         let epoch = state.epoch + 1;
         order.sort_unstable();
         rng.shuffle(&mut order);
+        let batches = batches(&order, cfg.batch_size, lengths.as_deref(), &mut rng);
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
-        for b in 0..n_batches {
-            let idx = &order[b * cfg.batch_size..((b + 1) * cfg.batch_size).min(train.len())];
-            let x = train.x.select(Axis(0), idx);
+        for idx in &batches {
+            let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
-            let logits = model.forward(x, &mut Ctx { train: true, rng: &mut rng });
+            let logits = model.forward(x, &mut Ctx::new(true, &mut rng));
             let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
             let (l, grad) = loss::softmax_cross_entropy(logits.view(), &y, weights);
             loss_sum += l as f64 * idx.len() as f64;
@@ -178,7 +181,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             lr: optimizer.lr(),
         };
         if let Some(val) = val {
-            let p = predict(model, &val.x, cfg.batch_size.max(256));
+            let p = predict_with(model, &val.x, cfg.batch_size.max(256), bucket_by_length);
             record.val_loss = Some(metrics::log_loss(p.view(), &val.y));
             record.val_accuracy = Some(metrics::accuracy(p.view(), &val.y));
         }
@@ -276,10 +279,43 @@ pub fn mean_history(runs: &[Vec<EpochRecord>]) -> Vec<EpochRecord> {
 /// # Shapes
 /// `x` `[N, ...]` -> `[N, C]`
 pub fn predict(model: &mut Sequential, x: &ArrayD<f32>, batch: usize) -> ndarray::Array2<f32> {
+    predict_with(model, x, batch, false)
+}
+
+/// Mini-batches of `order`; with `lengths`, rows of similar length are batched together (sorted
+/// within pools of 32 batches, then the batch order shuffled), so padding costs little.
+fn batches(order: &[usize], size: usize, lengths: Option<&[usize]>, rng: &mut Rng) -> Vec<Vec<usize>> {
+    let Some(lengths) = lengths else { return order.chunks(size).map(<[usize]>::to_vec).collect() };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for pool in order.chunks(size * 32) {
+        let mut pool = pool.to_vec();
+        pool.sort_by_key(|&i| lengths[i]);
+        out.extend(pool.chunks(size).map(<[usize]>::to_vec));
+    }
+    rng.shuffle(&mut out);
+    out
+}
+
+/// Cuts the all-padding columns at the end of a `[B, S]` id batch (at least one column stays).
+fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
+    if !trim {
+        return x;
+    }
+    let longest = crate::nn::lengths(&x).into_iter().max().unwrap_or(0).max(1);
+    if longest == x.shape()[1] {
+        return x;
+    }
+    x.slice_axis(Axis(1), (..longest).into()).to_owned()
+}
+
+/// [`predict`] for right-padded id inputs, optionally cutting each batch's padding.
+pub fn predict_with(model: &mut Sequential, x: &ArrayD<f32>, batch: usize, trim: bool) -> ndarray::Array2<f32> {
     let n = x.shape()[0];
     let parts: Vec<_> = (0..n)
         .step_by(batch.max(1))
-        .map(|s| model.predict_proba(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned()))
+        .map(|s| {
+            model.predict_proba(trim_padding(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned(), trim))
+        })
         .collect();
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     ndarray::concatenate(Axis(0), &views).expect("same number of classes")

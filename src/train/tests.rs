@@ -44,8 +44,12 @@ fn train_once(epochs: usize, session: &mut Session) -> Result<(Weights, FitOutco
     let mut rng = Rng::new(42);
     let mut model = Sequential::new(&specs(), &mut rng);
     let c = cfg(epochs);
-    let out =
-        fit(&mut model, &Job { train: &data, val: None, cfg: &c, class_weights: None, run: "toy" }, rng, session)?;
+    let out = fit(
+        &mut model,
+        &Job { train: &data, val: None, cfg: &c, class_weights: None, run: "toy", bucket_by_length: false },
+        rng,
+        session,
+    )?;
     Ok((model.state(), out))
 }
 
@@ -89,7 +93,7 @@ fn early_stopping_restores_the_best_weights() {
     let mut c = cfg(200);
     c.early_stopping.patience = 3;
     c.optimizer.lr = 0.05;
-    let job = Job { train: &data, val: Some(&val), cfg: &c, class_weights: None, run: "es" };
+    let job = Job { train: &data, val: Some(&val), cfg: &c, class_weights: None, run: "es", bucket_by_length: false };
     let out = fit(&mut model, &job, rng, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
     assert!(out.stopped_early, "should stop before 200 epochs");
     let best = out.history.iter().find(|r| r.epoch == out.best_epoch).unwrap();

@@ -6,4 +6,5 @@
 mod backends;
 mod common;
 mod hub;
+mod images;
 mod tabular;
