@@ -4,6 +4,7 @@ use std::path::Path;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::DimLike;
 use tract_onnx::tract_core::tract_linalg::multithread::Executor;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use super::{Backend, TensorInfo, Value};
 use crate::{Error, Result};
@@ -28,27 +29,24 @@ impl TractBackend {
     pub fn load(path: &Path) -> Result<Self> {
         let fail = |e: TractError| Error::Backend { backend: "tract", msg: format!("{}: {e:#}", path.display()) };
         let model = tract_onnx::onnx().model_for_path(path).map_err(fail)?;
-        let typed = model.clone().into_typed().map_err(fail)?;
-        let info = |outlets: &[OutletId]| -> Result<Vec<TensorInfo>> {
+        // Declared facts only: typing the whole graph with a symbolic batch can fail (LSTM) where
+        // the concrete plans built per input shape work.
+        let info = |outlets: &[OutletId], input: bool| -> Result<Vec<TensorInfo>> {
             outlets
                 .iter()
                 .map(|o| {
-                    let fact = typed.outlet_fact(*o).map_err(err)?;
-                    let name =
-                        typed.outlet_label(*o).map(str::to_string).unwrap_or_else(|| typed.node(o.node).name.clone());
-                    Ok(TensorInfo {
-                        name,
-                        dtype: format!("{:?}", fact.datum_type).to_lowercase(),
-                        shape: fact.shape.iter().map(|d| d.to_usize().ok()).collect(),
-                    })
+                    let fact = model.outlet_fact(*o).map_err(err)?;
+                    let node = model.node(o.node).name.clone();
+                    let name = if input { node } else { model.outlet_label(*o).map(str::to_string).unwrap_or(node) };
+                    let dtype =
+                        fact.datum_type.concretize().map_or("?".to_string(), |d| format!("{d:?}").to_lowercase());
+                    let shape = fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_usize().ok())).collect();
+                    Ok(TensorInfo { name, dtype, shape })
                 })
                 .collect()
         };
-        let mut inputs = info(typed.input_outlets().map_err(err)?)?;
-        for (i, o) in inputs.iter_mut().zip(typed.input_outlets().map_err(err)?) {
-            i.name = typed.node(o.node).name.clone();
-        }
-        let outputs = info(typed.output_outlets().map_err(err)?)?;
+        let inputs = info(model.input_outlets().map_err(err)?, true)?;
+        let outputs = info(model.output_outlets().map_err(err)?, false)?;
         Ok(TractBackend { model, plans: HashMap::new(), inputs, outputs })
     }
 
@@ -62,7 +60,12 @@ impl TractBackend {
             m.set_input_fact(i, InferenceFact::dt_shape(*dt, shape.clone())).map_err(err)?;
         }
         let options = RunOptions { executor: Some(Executor::RayonGlobal), ..Default::default() };
-        let plan = m.into_optimized().and_then(|m| m.into_runnable_with_options(&options)).map_err(err)?;
+        // tract panics on some graphs it cannot handle: report those as errors too.
+        let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            m.into_optimized().and_then(|m| m.into_runnable_with_options(&options))
+        }))
+        .map_err(|_| err("tract panicked while optimising this graph"))?
+        .map_err(err)?;
         self.plans.insert(key, plan.clone());
         Ok(plan)
     }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use clap::Args;
 use graft::config::manifest::Manifest;
 use graft::data::{collect_images, ImageFolder};
-use graft::features::{cache, embed_images, Backbone, FeatureCache, FeatureFile};
+use graft::data::{read_text_csv, Labels, TextOptions};
+use graft::features::{cache, embed_images, embed_texts, Backbone, Embedded, FeatureCache, FeatureFile};
+use graft::preprocess::TextEncoder;
 use graft::train::ProgressMode;
 
 use super::engine::EngineArgs;
@@ -15,12 +17,24 @@ use super::engine::EngineArgs;
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   graft embed efficientnet-lite0 ../shared/data/cats-vs-dogs/train --out features.safetensors
-  graft embed models/efficientnet-lite0.toml photos/ --out f.safetensors --device cuda --batch 64")]
+  graft embed models/efficientnet-lite0.toml photos/ --out f.safetensors --device cuda --batch 64
+  graft embed all-minilm-l6-v2 ../shared/data/spooky-authors/train.csv --text-column text --label-column author \\
+      --model ../shared/models/all-minilm-l6-v2/model.onnx --out sentences.safetensors")]
 pub struct EmbedArgs {
     /// Backbone manifest name (models/NAME.toml) or path.
     backbone: String,
-    /// A folder with one subfolder per class (labels), or a folder / files of images.
+    /// Images: a folder with one subfolder per class (labels), or a folder of images.
+    /// Text: a CSV.
     data: PathBuf,
+    /// Text column of the CSV (text backbones).
+    #[arg(long, default_value = "text")]
+    text_column: String,
+    /// Label column of the CSV (optional).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Embed only the first N texts or images.
+    #[arg(long)]
+    limit: Option<usize>,
     /// Output: safetensors with `features` [N, D], `labels` [N] and the file list in its metadata.
     #[arg(long, short)]
     out: PathBuf,
@@ -45,6 +59,10 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let root = args.cache.clone().unwrap_or_else(cache::default_root);
     let backbone = Backbone::prepare(Manifest::load(&args.backbone)?, args.model.as_deref(), &root)?;
+    let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
+    if backbone.manifest.text.is_some() {
+        return embed_text(&args, &backbone, &root, progress);
+    }
     let pre =
         backbone.preprocess.clone().ok_or_else(|| anyhow::anyhow!("`{}` is not an image backbone", args.backbone))?;
     let (paths, labels, classes) = match ImageFolder::scan(&args.data) {
@@ -58,11 +76,12 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
             (p, vec![-1.0; n], Vec::new())
         }
     };
+    let n = args.limit.unwrap_or(paths.len()).min(paths.len());
+    let (paths, labels) = (&paths[..n], &labels[..n]);
     let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
     let mut fcache =
         if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(&root, &backbone.sha256, &recipe)? };
-    let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
-    let emb = embed_images(&backbone, &args.engine.options(), &paths, &mut fcache, args.batch, progress)?;
+    let emb = embed_images(&backbone, &args.engine.options(), paths, &mut fcache, args.batch, progress)?;
     for s in &emb.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);
     }
@@ -74,10 +93,53 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
         ("preprocess".to_string(), pre.to_json()),
     ]);
+    write(&args, emb, labels, metadata)
+}
+
+fn write(
+    args: &EmbedArgs,
+    emb: Embedded,
+    labels: &[f32],
+    metadata: HashMap<String, String>,
+) -> anyhow::Result<ExitCode> {
     let file =
         FeatureFile { features: emb.features.clone(), labels: emb.rows.iter().map(|&i| labels[i]).collect(), metadata };
     file.save(&args.out)?;
     println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
     println!("embedded {} items in {:.2} s ({:.1} items/s)", emb.rows.len(), emb.seconds, emb.rate());
     Ok(ExitCode::SUCCESS)
+}
+
+fn embed_text(
+    args: &EmbedArgs,
+    backbone: &Backbone,
+    root: &std::path::Path,
+    progress: ProgressMode,
+) -> anyhow::Result<ExitCode> {
+    let tcfg = backbone.manifest.text.clone().expect("text backbone");
+    let tokenizer = backbone.source.parent().unwrap_or(std::path::Path::new(".")).join(&tcfg.tokenizer);
+    let encoder = TextEncoder::from_file(&tokenizer, tcfg.max_length)?;
+    let opts = TextOptions { text: args.text_column.clone(), label: args.label_column.clone(), skip_bad_rows: false };
+    let table = read_text_csv(&args.data, &opts)?;
+    let n = args.limit.unwrap_or(table.texts.len()).min(table.texts.len());
+    let texts = &table.texts[..n];
+    let (labels, classes) = match &table.labels {
+        Some(raw) => {
+            let l = Labels::fit(raw);
+            (l.encode(&raw[..n])?.into_iter().map(|c| c as f32).collect::<Vec<_>>(), l.0)
+        }
+        None => (vec![-1.0; n], Vec::new()),
+    };
+    let sha = graft::io::sha256_hex(encoder.to_json()?.as_bytes());
+    let recipe = format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
+    let mut fcache =
+        if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(root, &backbone.sha256, &recipe)? };
+    let emb = embed_texts(backbone, &args.engine.options(), &encoder, texts, &mut fcache, args.batch, progress)?;
+    let ids: Vec<String> = emb.rows.iter().map(|&i| format!("line {}", table.lines[i])).collect();
+    let metadata = HashMap::from([
+        ("ids".to_string(), serde_json::to_string(&ids)?),
+        ("classes".to_string(), serde_json::to_string(&classes)?),
+        ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
+    ]);
+    write(args, emb, &labels, metadata)
 }

@@ -3,21 +3,23 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-/// Check an exported model on a second engine against the native model (max |diff| <= 1e-4,
-/// 100% argmax agreement); exits 1 when it fails.
+/// Check an exported model on tract and ONNX Runtime against the native model (head.safetensors
+/// beside it): max |diff| <= 1e-4 and 100% argmax agreement; exits 1 when it fails.
 #[derive(Args, Debug)]
-#[command(after_help = "Example:
-  graft verify runs/iris/model.onnx --data ../shared/data/iris/iris.csv")]
+#[command(after_help = "Examples:
+  graft verify runs/iris/model.onnx --data ../shared/data/iris/iris.csv
+  graft verify runs/cats-vs-dogs/model.onnx --data ../shared/data/cats-vs-dogs/train/cat
+  graft verify runs/who-said-it-lstm/model.onnx --data ../shared/data/spooky-authors/train.csv")]
 pub struct VerifyArgs {
     /// The exported model (head.safetensors must be beside it).
     model: PathBuf,
-    /// Rows to compare on.
+    /// Examples to compare on: a CSV (tabular, text: its `text` column), or images.
     #[arg(long)]
     data: PathBuf,
 }
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    let v = graft::verify::tabular_csv(&args.model, &args.data)?;
+    let v = graft::verify::verify_file(&args.model, &args.data)?;
     println!("{}", v.summary());
     Ok(if v.passed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

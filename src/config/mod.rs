@@ -85,6 +85,10 @@ pub enum Task {
     Tabular,
     /// Image folder classification on a frozen backbone.
     Image,
+    /// Text classification with a native Embedding → LSTM model trained from scratch.
+    TextLstm,
+    /// Text classification with a frozen sentence encoder (BERT-style) and a new head.
+    TextEncoder,
 }
 
 /// Where the examples come from.
@@ -95,6 +99,12 @@ pub struct DataConfig {
     /// Label column (tabular and text CSVs).
     #[serde(default)]
     pub label: Option<String>,
+    /// Text column (text CSVs).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Skip (and report) bad rows of a text CSV instead of stopping.
+    #[serde(default)]
+    pub skip_bad_rows: bool,
     /// Feature columns (default: all others except `exclude`).
     #[serde(default)]
     pub features: Option<Vec<String>>,
@@ -110,11 +120,41 @@ pub struct ModelConfig {
     pub hidden: Vec<usize>,
     /// Dropout rate before each Dense layer (0 = none).
     pub dropout: f32,
+    /// The recurrent part of `text_lstm` pipelines.
+    pub lstm: LstmConfig,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        ModelConfig { hidden: vec![16, 16], dropout: 0.0 }
+        ModelConfig { hidden: vec![16, 16], dropout: 0.0, lstm: LstmConfig::default() }
+    }
+}
+
+/// Embedding → LSTM → masked mean, before the Dense head; and the vocabulary it reads.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LstmConfig {
+    /// Most frequent training words kept (with `[PAD]` and `[UNK]`).
+    pub vocab_size: usize,
+    pub lowercase: bool,
+    /// Tokens kept per text.
+    pub max_length: usize,
+    pub embedding_dim: usize,
+    pub units: usize,
+    /// Also run a reverse LSTM (texts are then padded to `max_length`, not per batch).
+    pub bidirectional: bool,
+}
+
+impl Default for LstmConfig {
+    fn default() -> Self {
+        LstmConfig {
+            vocab_size: 20_000,
+            lowercase: true,
+            max_length: 64,
+            embedding_dim: 64,
+            units: 64,
+            bidirectional: false,
+        }
     }
 }
 
@@ -269,6 +309,10 @@ impl PipelineConfig {
         if self.model.hidden.contains(&0) {
             return bad("model.hidden", "layer sizes must be at least 1");
         }
+        let l = &self.model.lstm;
+        if l.vocab_size < 3 || l.max_length == 0 || l.embedding_dim == 0 || l.units == 0 {
+            return bad("model.lstm", "vocab_size >= 3 and positive max_length, embedding_dim and units");
+        }
         if !(t.reduce_lr.factor > 0.0 && t.reduce_lr.factor < 1.0) {
             return bad("train.reduce_lr.factor", "must be in (0, 1)");
         }
@@ -281,8 +325,11 @@ impl PipelineConfig {
             Task::Tabular if self.data.label.is_none() => {
                 return bad("data.label", "a tabular pipeline needs the label column")
             }
-            Task::Image if self.backbone.is_none() => {
-                return bad("backbone", "an image pipeline needs a [backbone] section")
+            Task::Image | Task::TextEncoder if self.backbone.is_none() => {
+                return bad("backbone", "this pipeline needs a [backbone] section")
+            }
+            Task::TextLstm | Task::TextEncoder if self.data.label.is_none() => {
+                return bad("data.label", "a text pipeline needs the label column")
             }
             _ => {}
         }

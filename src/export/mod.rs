@@ -2,8 +2,10 @@
 //! trained), with a final `Softmax` named `probabilities` and graft's `metadata_props`.
 
 mod merge;
+mod text;
 
 pub use merge::{image_model, IMAGE_INPUT};
+pub use text::{encoder_model, native_text_model, ATTENTION_MASK, INPUT_IDS};
 
 use crate::data::Labels;
 use crate::nn::Sequential;
@@ -26,6 +28,8 @@ pub mod keys {
     pub const FEATURES: &str = "graft.features";
     pub const PREPROCESS: &str = "graft.preprocess";
     pub const BACKBONE: &str = "graft.backbone";
+    pub const TEXT: &str = "graft.text";
+    pub const TOKENIZER_SHA256: &str = "graft.tokenizer_sha256";
 }
 
 /// The `metadata_props` common to every exported model, plus `extra`.
@@ -77,6 +81,23 @@ pub struct ModelMeta {
     pub features: Option<Vec<String>>,
     /// Image preprocessing (image models).
     pub preprocess: Option<crate::preprocess::ImagePreprocess>,
+    /// Text settings (text models).
+    pub text: Option<TextMeta>,
+    /// sha256 of the `tokenizer.json` that must sit beside a text model.
+    pub tokenizer_sha256: Option<String>,
+}
+
+/// `graft.text`: how a text model's inputs are made.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TextMeta {
+    pub max_length: usize,
+    /// The graph's inputs, in order.
+    pub inputs: Vec<String>,
+    /// Pad every batch to `max_length` (bidirectional LSTMs) rather than to its longest text.
+    pub fixed_padding: bool,
+    /// The frozen encoder's output tensor inside the graph (encoder models).
+    #[serde(default)]
+    pub encoder_output: Option<String>,
 }
 
 impl ModelMeta {
@@ -94,7 +115,12 @@ impl ModelMeta {
             .map(crate::preprocess::ImagePreprocess::from_json)
             .transpose()
             .map_err(|e| crate::Error::onnx(path.display().to_string(), e.to_string()))?;
-        Ok(ModelMeta { task, labels, features, preprocess })
+        let text = crate::onnx::metadata(&model, keys::TEXT)
+            .map(serde_json::from_str::<TextMeta>)
+            .transpose()
+            .map_err(|e| crate::Error::onnx(path.display().to_string(), format!("{}: {e}", keys::TEXT)))?;
+        let tokenizer_sha256 = crate::onnx::metadata(&model, keys::TOKENIZER_SHA256).map(str::to_string);
+        Ok(ModelMeta { task, labels, features, preprocess, text, tokenizer_sha256 })
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Backbone {
     /// The tensor the graph was cut at, if any.
     pub cut: Option<String>,
     pub input: String,
+    /// Every graph input (text encoders take several).
+    pub inputs: Vec<String>,
     pub output: String,
     pub preprocess: Option<ImagePreprocess>,
 }
@@ -54,7 +56,9 @@ impl Backbone {
         let model = onnx::load(&source)?;
         let graph = model.graph.as_ref().ok_or_else(|| Error::onnx(source.display().to_string(), "no graph"))?;
         let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let first_input = graph.input.iter().map(|i| i.name.clone()).find(|n| !inits.contains(&n.as_str()));
+        let inputs: Vec<String> =
+            graph.input.iter().map(|i| i.name.clone()).filter(|n| !inits.contains(&n.as_str())).collect();
+        let first_input = inputs.first().cloned();
         let (path, cut, output) = match &manifest.cut {
             Some(at) => {
                 // Cut once per (model, cut point); later runs load the cut graph from the cache.
@@ -84,7 +88,7 @@ impl Backbone {
             (BackboneKind::Image, Some(i)) => (i.name.clone(), Some(ImagePreprocess::from_manifest(i))),
             _ => (first_input.unwrap_or_default(), None),
         };
-        Ok(Backbone { manifest, source, sha256, path, cut, input, output, preprocess })
+        Ok(Backbone { manifest, source, sha256, path, cut, input, inputs, output, preprocess })
     }
 
     /// The `graft.backbone` record.

@@ -62,10 +62,7 @@ pub fn embed_images(
             Some(s) => s,
             None => session.insert(crate::backend::open(&backbone.path, engine)?),
         };
-        let f = session.run_output(inputs, &output)?;
-        let (n, len) = (f.shape()[0], f.len());
-        f.into_shape_with_order((n, len / n.max(1)))
-            .map_err(|e| Error::Tensor { name: output.clone(), msg: e.to_string() })
+        super::flatten_rows(session.run_output(inputs, &output)?, &output)
     })?;
     embedded.seconds = started.elapsed().as_secs_f64();
     Ok(embedded)

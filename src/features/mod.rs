@@ -7,11 +7,13 @@ pub mod backbone;
 pub mod cache;
 mod image;
 mod store;
+mod text;
 
 pub use backbone::Backbone;
 pub use cache::FeatureCache;
 pub use image::{embed_images, file_keys};
 pub use store::FeatureFile;
+pub use text::{embed_texts, masked_mean};
 
 use std::time::Instant;
 
@@ -21,6 +23,15 @@ use crate::backend::Value;
 use crate::preprocess::Skip;
 use crate::train::{Progress, ProgressMode};
 use crate::{Error, Result};
+
+/// Flattens each row of an `[N, ...]` tensor named `name`.
+///
+/// # Shapes
+/// `[N, d1, d2, ...]` -> `[N, d1 * d2 * ...]`
+pub fn flatten_rows(a: ndarray::ArrayD<f32>, name: &str) -> Result<Array2<f32>> {
+    let (n, len) = (a.shape().first().copied().unwrap_or(0), a.len());
+    a.into_shape_with_order((n, len / n.max(1))).map_err(|e| Error::Tensor { name: name.into(), msg: e.to_string() })
+}
 
 /// One prepared batch: the model inputs for the items that could be prepared, their indices, and
 /// the items skipped with the reason.

@@ -50,7 +50,7 @@ pub type Architecture<'a> = &'a dyn Fn(&Dataset) -> Vec<LayerSpec>;
 fn train_one(
     data: &Dataset,
     (idx, val): (&[usize], Option<&Dataset>),
-    arch: Architecture,
+    (arch, bucket): (Architecture, bool),
     cfg: &TrainConfig,
     classes: usize,
     (mut rng, run): (Rng, &str),
@@ -59,9 +59,18 @@ fn train_one(
     let train = data.subset(idx);
     let mut model = Sequential::new(&arch(&train), &mut rng);
     let weights = train::class_weights(&cfg.class_weight, &train.y, classes)?;
-    let job = train::Job { train: &train, val, cfg, class_weights: weights.as_deref(), run, bucket_by_length: false };
+    let job = train::Job { train: &train, val, cfg, class_weights: weights.as_deref(), run, bucket_by_length: bucket };
     let outcome = train::fit(&mut model, &job, rng, session)?;
     Ok((model, outcome))
+}
+
+/// The rows the model of [`train_head`] learns from when it holds some out (the holdout split's
+/// training rows; every row otherwise): what a vocabulary may be fitted on without leaking.
+pub fn training_rows(cfg: &PipelineConfig, y: &[usize]) -> Result<Vec<usize>> {
+    match cfg.validation.method {
+        ValidationMethod::Holdout => Ok(stratified_split(y, cfg.validation.fraction, &mut Rng::new(cfg.train.seed))?.0),
+        _ => Ok((0..y.len()).collect()),
+    }
 }
 
 /// Trains with `cfg.validation`: k-fold (then a final model on every row for the folds' median
@@ -71,6 +80,18 @@ pub fn train_head(
     data: &Dataset,
     classes: usize,
     arch: Architecture,
+    session: &mut Session,
+) -> Result<HeadRun> {
+    train_head_with(cfg, data, classes, arch, false, session)
+}
+
+/// [`train_head`] for right-padded token ids, optionally bucketed by length.
+pub fn train_head_with(
+    cfg: &PipelineConfig,
+    data: &Dataset,
+    classes: usize,
+    arch: Architecture,
+    bucket: bool,
     session: &mut Session,
 ) -> Result<HeadRun> {
     let mut rng = Rng::new(cfg.train.seed);
@@ -83,9 +104,16 @@ pub fn train_head(
             for (f, (tr, va)) in splits.iter().enumerate() {
                 let val = data.subset(va);
                 let run = format!("fold-{}", f + 1);
-                let (mut model, outcome) =
-                    train_one(data, (tr, Some(&val)), arch, &cfg.train, classes, (rng.fork(f as u64), &run), session)?;
-                let p = train::predict(&mut model, &val.x, 1024);
+                let (mut model, outcome) = train_one(
+                    data,
+                    (tr, Some(&val)),
+                    (arch, bucket),
+                    &cfg.train,
+                    classes,
+                    (rng.fork(f as u64), &run),
+                    session,
+                )?;
+                let p = train::predict_with(&mut model, &val.x, 1024, bucket);
                 for (row, &i) in va.iter().enumerate() {
                     oof.row_mut(i).assign(&p.row(row));
                 }
@@ -108,7 +136,7 @@ pub fn train_head(
                 final_cfg.early_stopping.patience = 0;
             }
             let (model, outcome) =
-                train_one(data, (&all, None), arch, &final_cfg, classes, (rng.fork(1000), "final"), session)?;
+                train_one(data, (&all, None), (arch, bucket), &final_cfg, classes, (rng.fork(1000), "final"), session)?;
             let curves = vec![
                 (format!("{} folds, mean", folds.len()), train::mean_history(&histories)),
                 ("final".into(), outcome.history.clone()),
@@ -127,9 +155,16 @@ pub fn train_head(
         ValidationMethod::Holdout => {
             let (tr, va) = stratified_split(&data.y, cfg.validation.fraction, &mut rng)?;
             let val = data.subset(&va);
-            let (mut model, outcome) =
-                train_one(data, (&tr, Some(&val)), arch, &cfg.train, classes, (rng.fork(0), "holdout"), session)?;
-            let eval_proba = train::predict(&mut model, &val.x, 1024);
+            let (mut model, outcome) = train_one(
+                data,
+                (&tr, Some(&val)),
+                (arch, bucket),
+                &cfg.train,
+                classes,
+                (rng.fork(0), "holdout"),
+                session,
+            )?;
+            let eval_proba = train::predict_with(&mut model, &val.x, 1024, bucket);
             let curves = vec![("holdout".into(), outcome.history.clone())];
             Ok(HeadRun {
                 train_seconds: outcome.seconds,
@@ -144,8 +179,8 @@ pub fn train_head(
         }
         ValidationMethod::None => {
             let (mut model, outcome) =
-                train_one(data, (&all, None), arch, &cfg.train, classes, (rng.fork(0), "final"), session)?;
-            let eval_proba = train::predict(&mut model, &data.x, 1024);
+                train_one(data, (&all, None), (arch, bucket), &cfg.train, classes, (rng.fork(0), "final"), session)?;
+            let eval_proba = train::predict_with(&mut model, &data.x, 1024, bucket);
             let curves = vec![("final".into(), outcome.history.clone())];
             Ok(HeadRun {
                 train_seconds: outcome.seconds,
@@ -172,6 +207,7 @@ pub struct Finish<'a> {
     pub total_seconds: f64,
     pub outputs: Vec<String>,
     pub images: Option<super::report::ImageSummary>,
+    pub text: Option<super::report::TextSummary>,
 }
 
 /// Writes `curves.png`, `confusion.png` and `report.json`; returns the report.
@@ -199,6 +235,7 @@ pub fn finish(run: &HeadRun, f: Finish) -> Result<Report> {
         verification: f.verification,
         timing: Timing { train_seconds: run.train_seconds, total_seconds: f.total_seconds },
         images: f.images,
+        text: f.text,
         outputs,
     };
     io::write_json(&f.out.join("report.json"), &report)?;

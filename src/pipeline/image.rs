@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use ndarray::Axis;
-
 use super::head::{finish, train_head, Finish, HeadRun};
 use super::report::{DataSummary, ImageSummary, Mistake, Report};
 use super::tabular::dense_stack;
@@ -66,12 +64,21 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let mut outputs = vec!["model.onnx".to_string(), "head.safetensors".to_string()];
 
     // Verify on validation images: tract and ORT run the exported graph; the reference is the native
-    // head on the backbone's ORT features.
+    // head on the backbone's ORT (CPU) features of the same images.
     let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_IMAGES).collect();
     let check_paths: Vec<_> = check.iter().map(|&r| paths[emb.rows[r]].clone()).collect();
-    let features = data.x.select(Axis(0), &check);
-    let native = train::predict(&mut run.model, &features, 1024);
-    let mut verification = verify_images(&model_path, &pre, &check_paths, &native, false)?;
+    let images = check_paths
+        .iter()
+        .map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason))))
+        .collect::<Result<Vec<_>>>()?;
+    let features = verify::cpu_features(
+        &backbone.path,
+        vec![(backbone.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))],
+        &backbone.output,
+    )?;
+    let features = crate::features::flatten_rows(features, &backbone.output)?;
+    let native = train::predict(&mut run.model, &features.into_dyn(), 1024);
+    let mut verification = verify_images(&model_path, &pre, &images, &native, false)?;
     if cfg.export.with_preprocessing {
         let u8_path = out.join("model-u8.onnx");
         let pre_u8 =
@@ -82,7 +89,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             .collect();
         let onnx = export::image_model(&cut, &backbone.input, &run.model, classes, &pre, true, &meta_u8)?;
         crate::onnx::save(&u8_path, &onnx)?;
-        let v = verify_images(&u8_path, &pre_u8, &check_paths, &native, true)?;
+        let v = verify_images(&u8_path, &pre_u8, &images, &native, true)?;
         verification.engines.extend(v.engines.into_iter().map(|mut e| {
             e.engine = format!("{} (u8 input)", e.engine);
             e
@@ -120,6 +127,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             total_seconds: started.elapsed().as_secs_f64(),
             outputs,
             images: Some(images),
+            text: None,
         },
     )
 }
@@ -129,18 +137,14 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
 fn verify_images(
     model: &Path,
     pre: &ImagePreprocess,
-    paths: &[std::path::PathBuf],
+    images: &[image::RgbImage],
     native: &ndarray::Array2<f32>,
     u8_input: bool,
 ) -> Result<Verification> {
-    let images: Vec<_> = paths
-        .iter()
-        .map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason))))
-        .collect::<Result<_>>()?;
     let input = if u8_input {
-        Value::U8(pre.tensor_u8(&images).into_dyn())
+        Value::U8(pre.tensor_u8(images).into_dyn())
     } else {
-        Value::F32(pre.tensor(&images).into_dyn())
+        Value::F32(pre.tensor(images).into_dyn())
     };
     verify::against(native, model, &[(IMAGE_INPUT.to_string(), input)])
 }

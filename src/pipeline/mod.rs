@@ -6,8 +6,9 @@ mod head;
 mod image;
 mod report;
 mod tabular;
+mod text;
 
-pub use report::{DataSummary, FoldResult, ImageSummary, Mistake, Report, Timing, ValidationSummary};
+pub use report::{DataSummary, FoldResult, ImageSummary, Mistake, Report, TextSummary, Timing, ValidationSummary};
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,7 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
     let report = match cfg.task {
         Task::Tabular => tabular::fit(cfg, &opts.out, &mut opts.session)?,
         Task::Image => image::fit(cfg, &opts.out, &mut opts.session)?,
+        Task::TextLstm | Task::TextEncoder => text::fit(cfg, &opts.out, &mut opts.session)?,
     };
     report.verification.ensure()?;
     std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;

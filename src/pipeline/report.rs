@@ -22,6 +22,9 @@ pub struct Report {
     /// Image pipelines: embedding and skipped files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<ImageSummary>,
+    /// Text pipelines: vocabulary, encoder, skipped rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSummary>,
     /// Files written into the run folder.
     pub outputs: Vec<String>,
 }
@@ -91,4 +94,18 @@ pub struct Mistake {
     pub label: String,
     pub predicted: String,
     pub probability: f32,
+}
+
+/// What a text pipeline adds to the report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TextSummary {
+    pub vocab_size: usize,
+    /// The frozen encoder (`text_encoder` pipelines).
+    pub encoder: Option<crate::features::backbone::BackboneInfo>,
+    /// Texts embedded in this run (the rest came from the feature cache).
+    pub embedded_now: Option<usize>,
+    pub embed_seconds: Option<f64>,
+    /// Rows left out with `data.skip_bad_rows`.
+    pub skipped_rows: Vec<crate::data::BadRow>,
+    pub most_confidently_wrong: Vec<Mistake>,
 }

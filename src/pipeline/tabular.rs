@@ -81,6 +81,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             total_seconds: started.elapsed().as_secs_f64(),
             outputs: vec!["model.onnx".into(), "head.safetensors".into()],
             images: None,
+            text: None,
         },
     )
 }

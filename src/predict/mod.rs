@@ -123,3 +123,75 @@ pub fn images(
     }
     Ok((predictions, skipped))
 }
+
+/// The tokenizer of a text model: `tokenizer.json` beside it, checked against the model's
+/// `graft.tokenizer_sha256`.
+pub fn text_encoder(
+    model: &Path,
+    meta: &ModelMeta,
+) -> Result<(crate::preprocess::TextEncoder, crate::export::TextMeta)> {
+    let text = meta
+        .text
+        .clone()
+        .ok_or_else(|| Error::onnx(model.display().to_string(), "metadata `graft.text` is missing"))?;
+    let path = model.with_file_name("tokenizer.json");
+    let bytes = crate::io::read(&path)?;
+    if let Some(want) = &meta.tokenizer_sha256 {
+        let got = crate::io::sha256_hex(&bytes);
+        if &got != want {
+            return Err(Error::data(
+                &path,
+                None,
+                format!("sha256 {got} does not match the model's graft.tokenizer_sha256 {want}"),
+            ));
+        }
+    }
+    Ok((crate::preprocess::TextEncoder::from_file(&path, text.max_length)?, text))
+}
+
+/// The model inputs for `texts`, as a text model's metadata describes them.
+pub fn text_inputs(
+    encoder: &crate::preprocess::TextEncoder,
+    text: &crate::export::TextMeta,
+    texts: &[&str],
+) -> Result<Vec<(String, Value)>> {
+    let e = if text.fixed_padding { encoder.encode_fixed(texts)? } else { encoder.encode(texts)? };
+    text.inputs
+        .iter()
+        .map(|name| {
+            let t = match name.as_str() {
+                "input_ids" => e.ids.clone(),
+                "attention_mask" => e.mask.clone(),
+                "token_type_ids" => e.type_ids.clone(),
+                other => return Err(Error::Tensor { name: other.into(), msg: "unknown text input".into() }),
+            };
+            Ok((name.clone(), Value::I64(t.into_dyn())))
+        })
+        .collect()
+}
+
+/// Predicts `texts` (ids: `ids`) with the text model at `model`, tokenised by the `tokenizer.json`
+/// beside it.
+pub fn texts(
+    model: &Path,
+    texts: &[String],
+    ids: Vec<String>,
+    engine: &mut dyn Backend,
+    batch: usize,
+) -> Result<Vec<Prediction>> {
+    let meta = ModelMeta::read(model)?;
+    if meta.task != "text" {
+        return Err(Error::Invalid(format!("{}: a {} model does not take text", model.display(), meta.task)));
+    }
+    let (encoder, text) = text_encoder(model, &meta)?;
+    let mut out = Vec::new();
+    for (chunk, chunk_ids) in texts.chunks(batch.max(1)).zip(ids.chunks(batch.max(1))) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let proba = engine.run_output(text_inputs(&encoder, &text, &refs)?, OUTPUT)?;
+        let proba = proba
+            .into_dimensionality::<Ix2>()
+            .map_err(|e| Error::Tensor { name: OUTPUT.into(), msg: e.to_string() })?;
+        out.extend(to_predictions(proba.view(), chunk_ids.to_vec(), &meta));
+    }
+    Ok(out)
+}

@@ -99,6 +99,18 @@ impl TextEncoder {
         Ok(io::sha256_hex(json.as_bytes()))
     }
 
+    /// Tokenizes a batch padded to `max_length` instead of to its longest text.
+    pub fn encode_fixed(&self, texts: &[&str]) -> Result<Encoded> {
+        let e = self.encode(texts)?;
+        let (b, s) = e.ids.dim();
+        let pad = |a: Array2<i64>| {
+            let mut out = Array2::zeros((b, self.max_length.max(s)));
+            out.slice_mut(ndarray::s![.., ..s]).assign(&a);
+            out
+        };
+        Ok(Encoded { ids: pad(e.ids), mask: pad(e.mask), type_ids: pad(e.type_ids) })
+    }
+
     /// Tokenizes and pads a batch.
     pub fn encode(&self, texts: &[&str]) -> Result<Encoded> {
         let encodings = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(tok_err("tokenizing"))?;

@@ -1,5 +1,9 @@
 //! Verification: run an exported graph on other engines and compare with the native model.
 
+mod file;
+
+pub use file::{cpu_features, verify_file};
+
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 

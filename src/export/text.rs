@@ -1,0 +1,55 @@
+//! Text graphs: token ids and attention mask in, `probabilities` out.
+
+use super::append_head;
+use crate::nn::{Layer, MaskedMean, Sequential};
+use crate::onnx::{inspect::opset, pb, Attr, Dim, GraphBuilder, OPSET};
+use crate::{Error, Result};
+
+use pb::tensor_proto::DataType;
+
+/// Token ids input, i64 `[N, S]`.
+pub const INPUT_IDS: &str = "input_ids";
+/// Attention mask input, i64 `[N, S]` (1 = token, 0 = padding).
+pub const ATTENTION_MASK: &str = "attention_mask";
+
+fn mask_context(g: &mut GraphBuilder) -> String {
+    let mask = g.node("Cast", &[ATTENTION_MASK], &[Attr::Int("to", DataType::Float as i64)]);
+    g.set_context("mask", &mask);
+    mask
+}
+
+/// A native text model (Embedding first) as one graph.
+///
+/// # Shapes
+/// `input_ids`, `attention_mask` `[N, S]` -> `probabilities` `[N, classes]`
+pub fn native_text_model(model: &Sequential, classes: usize, metadata: &[(String, String)]) -> Result<pb::ModelProto> {
+    let mut g = GraphBuilder::new("");
+    let dims = [Dim::Symbol("N".into()), Dim::Symbol("S".into())];
+    g.input(INPUT_IDS, DataType::Int64, &dims);
+    g.input(ATTENTION_MASK, DataType::Int64, &dims);
+    mask_context(&mut g);
+    append_head(&mut g, model, INPUT_IDS, classes)?;
+    Ok(g.into_model(OPSET, metadata))
+}
+
+/// A frozen sentence encoder (its output `hidden` `[N, S, D]`), masked mean pooling, then `head`.
+///
+/// # Shapes
+/// the encoder's inputs (`input_ids`, `attention_mask`, ...) -> `probabilities` `[N, classes]`
+pub fn encoder_model(
+    encoder: &pb::ModelProto,
+    hidden: &str,
+    head: &Sequential,
+    classes: usize,
+    metadata: &[(String, String)],
+) -> Result<pb::ModelProto> {
+    let graph = encoder.graph.clone().ok_or_else(|| Error::onnx("encoder", "no graph"))?;
+    if !graph.input.iter().any(|i| i.name == ATTENTION_MASK) {
+        return Err(Error::onnx("encoder", "it has no `attention_mask` input"));
+    }
+    let mut g = GraphBuilder::from_graph(graph, "head/");
+    mask_context(&mut g);
+    let pooled = MaskedMean::default().to_onnx(&mut g, hidden)?;
+    append_head(&mut g, head, &pooled, classes)?;
+    Ok(g.into_model(opset(encoder).max(OPSET), metadata))
+}

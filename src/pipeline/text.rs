@@ -1,0 +1,244 @@
+//! "Who said it": text classification by two routes.
+//! - `text_lstm`: a word-level vocabulary trained on the training texts, then Embedding → LSTM →
+//!   masked mean → Dropout → Dense, trained from scratch by the shared loop with length bucketing;
+//!   exported as Gather + ONNX `LSTM` + pooling + head.
+//! - `text_encoder`: a frozen sentence encoder (MiniLM) with masked mean pooling embeds every text
+//!   once (cached), a Dense head trains on the embeddings; exported as encoder + pooling + head.
+//!
+//! Both write `tokenizer.json` beside `model.onnx` and its sha256 into the model's metadata.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::Array2;
+
+use super::head::{finish, train_head, train_head_with, training_rows, Finish, HeadRun};
+use super::image::{engine_options, mistakes};
+use super::report::{DataSummary, Report, TextSummary};
+use super::tabular::dense_stack;
+use crate::backend::Value;
+use crate::config::manifest::Manifest;
+use crate::config::{PipelineConfig, Task};
+use crate::data::{class_counts, read_text_csv, Dataset, Labels, TextOptions, TextTable};
+use crate::export::{self, keys, TextMeta, ATTENTION_MASK, INPUT_IDS};
+use crate::features::{cache, embed_texts, Backbone, FeatureCache};
+use crate::nn::LayerSpec;
+use crate::preprocess::TextEncoder;
+use crate::train::{self, Session};
+use crate::verify::{self, Verification};
+use crate::{Error, Result};
+
+/// Validation texts verified on both engines.
+pub const VERIFY_TEXTS: usize = 64;
+
+fn read(cfg: &PipelineConfig) -> Result<(TextTable, Labels, Vec<usize>)> {
+    let opts = TextOptions {
+        text: cfg.data.text.clone().unwrap_or_else(|| "text".into()),
+        label: cfg.data.label.clone(),
+        skip_bad_rows: cfg.data.skip_bad_rows,
+    };
+    let table = read_text_csv(&cfg.data.path, &opts)?;
+    let raw = table.labels.clone().expect("label column was asked for");
+    let labels = Labels::fit(&raw);
+    if labels.len() < 2 {
+        return Err(Error::data(&cfg.data.path, None, "a classifier needs at least two classes"));
+    }
+    let y = labels.encode(&raw)?;
+    Ok((table, labels, y))
+}
+
+/// Token ids of `texts` as a right-padded f32 matrix (the native model's input).
+///
+/// # Shapes
+/// -> `[texts.len(), S]`
+fn id_matrix(encoder: &TextEncoder, texts: &[&str], fixed: bool) -> Result<Array2<f32>> {
+    let e = if fixed { encoder.encode_fixed(texts)? } else { encoder.encode(texts)? };
+    Ok(e.ids.mapv(|v| v as f32))
+}
+
+/// Runs a text pipeline into `out`.
+pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
+    let started = Instant::now();
+    let (table, labels, y) = read(cfg)?;
+    for b in &table.skipped {
+        eprintln!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
+    }
+    let texts: Vec<&str> = table.texts.iter().map(String::as_str).collect();
+    let classes = labels.len();
+    let tokenizer_path = out.join("tokenizer.json");
+    let (mut run, data, onnx, meta, verify_inputs, native, summary, text_of) = match cfg.task {
+        Task::TextLstm => {
+            let l = &cfg.model.lstm;
+            let train_texts: Vec<String> = training_rows(cfg, &y)?.iter().map(|&i| table.texts[i].clone()).collect();
+            let encoder = TextEncoder::train_word_level(&train_texts, l.vocab_size, l.lowercase, l.max_length)?;
+            let sha = encoder.save(&tokenizer_path)?;
+            let fixed = l.bidirectional;
+            let x = id_matrix(&encoder, &texts, true)?;
+            let data = Dataset { x: x.into_dyn(), y: y.clone() };
+            let vocab = encoder.vocab_size();
+            let arch = |_: &Dataset| {
+                let mut specs = vec![
+                    LayerSpec::Embedding { vocab, dim: l.embedding_dim },
+                    LayerSpec::Lstm { inputs: l.embedding_dim, hidden: l.units, bidirectional: l.bidirectional },
+                    LayerSpec::MaskedMean,
+                ];
+                let width = l.units * if l.bidirectional { 2 } else { 1 };
+                specs.extend(dense_stack(cfg, width, classes));
+                specs
+            };
+            let mut run = train_head_with(cfg, &data, classes, &arch, !fixed, session)?;
+            let text_meta = TextMeta {
+                max_length: l.max_length,
+                inputs: vec![INPUT_IDS.into(), ATTENTION_MASK.into()],
+                fixed_padding: fixed,
+                encoder_output: None,
+            };
+            let meta = text_metadata(&labels, &text_meta, &sha);
+            let onnx = export::native_text_model(&run.model, classes, &meta)?;
+            // Verification inputs: validation texts padded as predict pads them.
+            let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS).map(|&i| texts[i]).collect();
+            let enc = if fixed { encoder.encode_fixed(&check)? } else { encoder.encode(&check)? };
+            let native = train::predict(&mut run.model, &enc.ids.mapv(|v| v as f32).into_dyn(), 1024);
+            let inputs = vec![
+                (INPUT_IDS.to_string(), Value::I64(enc.ids.into_dyn())),
+                (ATTENTION_MASK.to_string(), Value::I64(enc.mask.into_dyn())),
+            ];
+            let summary = TextSummary {
+                vocab_size: vocab,
+                encoder: None,
+                embedded_now: None,
+                embed_seconds: None,
+                skipped_rows: table.skipped.clone(),
+                most_confidently_wrong: Vec::new(),
+            };
+            let text_of: Vec<usize> = (0..texts.len()).collect();
+            (run, data, onnx, meta, inputs, native, summary, text_of)
+        }
+        Task::TextEncoder => {
+            let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+            let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
+            let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
+            let tcfg = backbone.manifest.text.clone().ok_or_else(|| Error::config("backbone", "not a text encoder"))?;
+            let tok_src = tokenizer_beside(&backbone.source, &tcfg.tokenizer)?;
+            let encoder = TextEncoder::from_file(&tok_src, tcfg.max_length)?;
+            let sha = encoder.save(&tokenizer_path)?;
+            let recipe =
+                format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
+            let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
+            let emb = embed_texts(
+                &backbone,
+                &engine_options(bcfg)?,
+                &encoder,
+                &table.texts,
+                &mut fcache,
+                bcfg.batch_size,
+                session.progress,
+            )?;
+            let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| y[i]).collect() };
+            let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
+            let mut run = train_head(cfg, &data, classes, &arch, session)?;
+            let text_meta = TextMeta {
+                max_length: tcfg.max_length,
+                inputs: backbone.inputs.clone(),
+                fixed_padding: false,
+                encoder_output: Some(backbone.output.clone()),
+            };
+            let mut meta = text_metadata(&labels, &text_meta, &sha);
+            meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));
+            let encoder_graph = crate::onnx::load(&backbone.path)?;
+            let onnx = export::encoder_model(&encoder_graph, &backbone.output, &run.model, classes, &meta)?;
+            let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_TEXTS / 2).collect();
+            let check_texts: Vec<&str> = check.iter().map(|&r| texts[emb.rows[r]]).collect();
+            let enc = encoder.encode(&check_texts)?;
+            let mut inputs = Vec::new();
+            for name in &backbone.inputs {
+                let t = match name.as_str() {
+                    "input_ids" => enc.ids.clone(),
+                    "attention_mask" => enc.mask.clone(),
+                    "token_type_ids" => enc.type_ids.clone(),
+                    other => return Err(Error::onnx("encoder", format!("unknown input `{other}`"))),
+                };
+                inputs.push((name.clone(), Value::I64(t.into_dyn())));
+            }
+            // The reference: the native head on the encoder's ORT (CPU) states of the same texts.
+            let states = verify::cpu_features(&backbone.path, inputs.clone(), &backbone.output)?;
+            let pooled = crate::features::masked_mean(&states, &enc.mask.clone().into_dyn())?;
+            let native = train::predict(&mut run.model, &pooled.into_dyn(), 1024);
+            let summary = TextSummary {
+                vocab_size: encoder.vocab_size(),
+                encoder: Some(backbone.info()),
+                embedded_now: Some(emb.computed),
+                embed_seconds: Some(emb.seconds),
+                skipped_rows: table.skipped.clone(),
+                most_confidently_wrong: Vec::new(),
+            };
+            (run, data, onnx, meta, inputs, native, summary, emb.rows.clone())
+        }
+        other => return Err(Error::Invalid(format!("{other:?} is not a text task"))),
+    };
+
+    let model_path = out.join("model.onnx");
+    crate::onnx::save(&model_path, &onnx)?;
+    run.model.save(&out.join("head.safetensors"), meta.iter().cloned().collect::<HashMap<_, _>>())?;
+    let verification: Verification = verify::against(&native, &model_path, &verify_inputs)?;
+    let metrics = run.metrics(&data, &labels);
+    let mut summary = summary;
+    summary.most_confidently_wrong = wrong_texts(&run, &data, &labels, &table, &text_of);
+    finish(
+        &run,
+        Finish {
+            cfg,
+            out,
+            data: DataSummary {
+                path: cfg.data.path.display().to_string(),
+                rows: data.len(),
+                features: vec![cfg.data.text.clone().unwrap_or_else(|| "text".into())],
+                labels: labels.0.clone(),
+                class_counts: class_counts(&data.y, classes),
+            },
+            labels: &labels,
+            metrics,
+            verification,
+            total_seconds: started.elapsed().as_secs_f64(),
+            outputs: vec!["model.onnx".into(), "head.safetensors".into(), "tokenizer.json".into()],
+            images: None,
+            text: Some(summary),
+        },
+    )
+}
+
+/// The most confidently wrong evaluated texts; `text_of[row]` is the text index of a dataset row.
+fn wrong_texts(
+    run: &HeadRun,
+    data: &Dataset,
+    labels: &Labels,
+    table: &TextTable,
+    text_of: &[usize],
+) -> Vec<super::Mistake> {
+    mistakes(run, data, labels, |r| {
+        let i = text_of[r];
+        let t: String = table.texts[i].chars().take(120).collect();
+        format!("line {}: {t}", table.lines[i])
+    })
+}
+
+fn text_metadata(labels: &Labels, text: &TextMeta, tokenizer_sha: &str) -> Vec<(String, String)> {
+    export::metadata(
+        "text",
+        labels,
+        &[
+            (keys::TEXT, serde_json::to_string(text).expect("serialises")),
+            (keys::TOKENIZER_SHA256, tokenizer_sha.to_string()),
+        ],
+    )
+}
+
+/// The tokenizer file named by a manifest, relative to the model file's folder.
+fn tokenizer_beside(model: &Path, name: &str) -> Result<PathBuf> {
+    let p = model.parent().unwrap_or(Path::new(".")).join(name);
+    if !p.is_file() {
+        return Err(Error::io(&p, std::io::ErrorKind::NotFound.into()));
+    }
+    Ok(p)
+}
