@@ -140,6 +140,8 @@ pub struct LstmConfig {
     /// Tokens kept per text.
     pub max_length: usize,
     pub embedding_dim: usize,
+    /// Dropout on the word vectors (0 = none).
+    pub embedding_dropout: f32,
     pub units: usize,
     /// Also run a reverse LSTM (texts are then padded to `max_length`, not per batch).
     pub bidirectional: bool,
@@ -152,6 +154,7 @@ impl Default for LstmConfig {
             lowercase: true,
             max_length: 64,
             embedding_dim: 64,
+            embedding_dropout: 0.0,
             units: 64,
             bidirectional: false,
         }
@@ -310,6 +313,9 @@ impl PipelineConfig {
             return bad("model.hidden", "layer sizes must be at least 1");
         }
         let l = &self.model.lstm;
+        if !(0.0..1.0).contains(&l.embedding_dropout) {
+            return bad("model.lstm.embedding_dropout", "must be in [0, 1)");
+        }
         if l.vocab_size < 3 || l.max_length == 0 || l.embedding_dim == 0 || l.units == 0 {
             return bad("model.lstm", "vocab_size >= 3 and positive max_length, embedding_dim and units");
         }

@@ -78,11 +78,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             let data = Dataset { x: x.into_dyn(), y: y.clone() };
             let vocab = encoder.vocab_size();
             let arch = |_: &Dataset| {
-                let mut specs = vec![
-                    LayerSpec::Embedding { vocab, dim: l.embedding_dim },
-                    LayerSpec::Lstm { inputs: l.embedding_dim, hidden: l.units, bidirectional: l.bidirectional },
-                    LayerSpec::MaskedMean,
-                ];
+                let mut specs = vec![LayerSpec::Embedding { vocab, dim: l.embedding_dim }];
+                if l.embedding_dropout > 0.0 {
+                    specs.push(LayerSpec::Dropout { rate: l.embedding_dropout });
+                }
+                specs.push(LayerSpec::Lstm { inputs: l.embedding_dim, hidden: l.units, bidirectional: l.bidirectional });
+                specs.push(LayerSpec::MaskedMean);
                 let width = l.units * if l.bidirectional { 2 } else { 1 };
                 specs.extend(dense_stack(cfg, width, classes));
                 specs

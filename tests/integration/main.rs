@@ -8,3 +8,4 @@ mod common;
 mod hub;
 mod images;
 mod tabular;
+mod text;
