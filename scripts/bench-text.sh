@@ -111,6 +111,12 @@ rm -rf "$tmp/fit"
 if ! "$GRAFT" fit pipelines/who-said-it-lstm.toml --out "$tmp/fit" -q \
         --set train.epochs="$EPOCHS" \
         --set train.early_stopping.patience=0 \
+        --set model.lstm.bidirectional=false \
+        --set model.lstm.embedding_dropout=0 \
+        --set model.lstm.lowercase=true \
+        --set model.lstm.embedding_dim=64 \
+        --set model.lstm.units=64 \
+        --set train.batch_size=64 \
         >"$tmp/fit.log" 2>&1; then
     cat "$tmp/fit.log" >&2
     die "graft fit failed"
@@ -151,7 +157,7 @@ keras_json=$(tail -n 1 "$tmp/keras.json")
 
 # -------------------------------------------------------- graft MiniLM ----
 log "graft embed all-minilm-l6-v2 ($SENTENCES sentences, no cache)"
-"$GRAFT" embed all-minilm-l6-v2 "$CSV" --text-column text --label-column author --limit "$SENTENCES" \
+"$GRAFT" embed all-minilm-l6-v2 "$CSV" --model ../shared/models/all-minilm-l6-v2/model.onnx --device cpu --text-column text --label-column author --limit "$SENTENCES" \
     --out "$tmp/text.safetensors" --no-cache --batch "$BATCH" \
     >"$tmp/embed.out" 2>"$tmp/embed.err" \
     || { cat "$tmp/embed.out" "$tmp/embed.err" >&2; die "graft embed failed"; }

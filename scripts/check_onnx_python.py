@@ -16,8 +16,8 @@ from the model's own metadata (onnxruntime's get_modelmeta().custom_metadata_map
                               normalisation; mean/std are then ignored)
 Images: Pillow open -> EXIF orientation (ImageOps.exif_transpose) -> RGB -> resize (BILINEAR) as
 above. Texts: the tokenizer.json given with --tokenizer, its fixed padding turned off, padded to
-the longest text of each batch, truncated at --max-length (128, or `max_length` from
-graft.preprocess when present); inputs input_ids and attention_mask (and token_type_ids when the
+the longest text of each batch (to max_length when graft.text says fixed_padding), truncated at
+--max-length (128, or `max_length` from graft.text when present); inputs input_ids and attention_mask (and token_type_ids when the
 model has it), int64.
 
 The output read is `probabilities` (or the model's only output): it must be [N, len(labels)],
@@ -183,7 +183,7 @@ def predict_images(sess, items, pre):
 
 
 # ----------------------------------------------------------------- texts ----
-def predict_texts(sess, texts, tokenizer_path, max_length):
+def predict_texts(sess, texts, tokenizer_path, max_length, fixed_padding=False):
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -194,7 +194,10 @@ def predict_texts(sess, texts, tokenizer_path, max_length):
     tok.no_padding()
     pad_id = tok.token_to_id("[PAD]")
     pad_token = "[PAD]" if pad_id is not None else (tok.id_to_token(0) or "[PAD]")
-    tok.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token)
+    # graft.text.fixed_padding: every batch padded to max_length (bidirectional LSTMs), else to
+    # its longest text.
+    tok.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token,
+                       length=max_length if fixed_padding else None)
     tok.enable_truncation(max_length=max_length)
 
     names = [i.name for i in sess.get_inputs()]
@@ -259,12 +262,18 @@ def main():
         if args.images is not None:
             batches = predict_images(sess, args.images, pre)
         else:
+            meta = sess.get_modelmeta().custom_metadata_map
+            try:
+                text = json.loads(meta.get("graft.text", "{}"))
+            except ValueError as e:
+                raise CheckError(f"graft.text is not JSON: {e}") from e
             max_length = args.max_length
             if max_length is None:
-                max_length = (pre or {}).get("max_length", 128)
+                max_length = text.get("max_length", (pre or {}).get("max_length", 128))
             if not isinstance(max_length, int) or max_length < 1:
                 raise CheckError(f"bad max length {max_length!r}")
-            batches = predict_texts(sess, args.texts, args.tokenizer, max_length)
+            batches = predict_texts(sess, args.texts, args.tokenizer, max_length,
+                                    bool(text.get("fixed_padding", False)))
         for ids, probs in batches:
             check_probs(probs, len(ids), labels)
             for i, row in zip(ids, probs):

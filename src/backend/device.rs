@@ -69,10 +69,18 @@ pub fn select(request: DeviceRequest, try_cuda: impl FnOnce(u32) -> Result<(), S
             Ok(()) => Selection { device: Device::Cuda(0), warning: None },
             Err(why) => Selection {
                 device: Device::Cpu,
-                warning: Some(format!("warning: CUDA is not available ({why}); running on the CPU")),
+                warning: Some(format!("warning: CUDA is not available ({}); running on the CPU", short(&why))),
             },
         }),
     }
+}
+
+/// The gist of an engine's error: the part after its last "error: ", on one line, at most 200
+/// characters (ONNX Runtime's messages carry source paths and stack context).
+fn short(why: &str) -> String {
+    let gist = why.rsplit("error: ").next().unwrap_or(why);
+    let one_line: String = gist.split_whitespace().collect::<Vec<_>>().join(" ");
+    one_line.chars().take(200).collect()
 }
 
 #[cfg(test)]
@@ -95,6 +103,12 @@ mod tests {
         let s = select(DeviceRequest::Auto, |_| Err("no CUDA provider in this build".into())).unwrap();
         assert_eq!(s.device, Device::Cpu);
         assert!(s.warning.unwrap().contains("no CUDA provider"));
+        let long = "/src/provider_bridge_ort.cc:2043 [ONNXRuntimeError] : FAIL : Failed to load library x.so with error: libcublasLt.so.13: cannot open shared object file\n";
+        let s = select(DeviceRequest::Auto, |_| Err(long.into())).unwrap();
+        assert_eq!(
+            s.warning.unwrap(),
+            "warning: CUDA is not available (libcublasLt.so.13: cannot open shared object file); running on the CPU"
+        );
         let s = select(DeviceRequest::Auto, |n| if n == 0 { Ok(()) } else { Err("?".into()) }).unwrap();
         assert_eq!(s, Selection { device: Device::Cuda(0), warning: None });
     }

@@ -67,6 +67,11 @@ impl FeatureCache {
         FeatureCache { dir: None, map: HashMap::new(), shards: 0 }
     }
 
+    /// Whether anything is kept (false for [`FeatureCache::disabled`]).
+    pub fn is_enabled(&self) -> bool {
+        self.dir.is_some()
+    }
+
     /// The cached features of the input with content hash `key`.
     pub fn get(&self, key: &str) -> Option<&[f32]> {
         self.map.get(key).map(Vec::as_slice)

@@ -35,7 +35,8 @@ pub fn embed_images(
         .as_ref()
         .ok_or_else(|| Error::Invalid(format!("backbone `{}` does not take images", backbone.manifest.name)))?;
     let started = std::time::Instant::now();
-    let keys = file_keys(paths);
+    // Content hashes only matter to a cache that keeps them.
+    let keys = if cache.is_enabled() { file_keys(paths) } else { (0..paths.len()).map(|i| format!("#{i}")).collect() };
     let input = backbone.input.clone();
     let prepare = |idx: &[usize]| {
         let loaded: Vec<_> = idx.par_iter().map(|&i| (i, pre.load(&paths[i]))).collect();

@@ -32,6 +32,16 @@ impl Dense {
         }
     }
 
+    /// Stores dL/dW and dL/db from dL/dy; returns dL/dy as a matrix.
+    fn param_grads(&mut self, grad: ArrayD<f32>) -> ndarray::Array2<f32> {
+        let g = grad.into_dimensionality::<Ix2>().expect("dense grad is [N, units]");
+        let x = self.input.take().expect("backward after a training forward");
+        let x = x.into_dimensionality::<Ix2>().expect("cached input is 2-D");
+        self.d_weight = x.t().dot(&g).into_dyn();
+        self.d_bias = g.sum_axis(Axis(0)).into_dyn();
+        g
+    }
+
     fn w(&self) -> ndarray::ArrayView2<'_, f32> {
         self.weight.view().into_dimensionality::<Ix2>().expect("dense weight is 2-D")
     }
@@ -48,12 +58,12 @@ impl Layer for Dense {
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let g = grad.into_dimensionality::<Ix2>().expect("dense grad is [N, units]");
-        let x = self.input.take().expect("backward after a training forward");
-        let x = x.into_dimensionality::<Ix2>().expect("cached input is 2-D");
-        self.d_weight = x.t().dot(&g).into_dyn();
-        self.d_bias = g.sum_axis(Axis(0)).into_dyn();
+        let g = self.param_grads(grad);
         g.dot(&self.w().t()).into_dyn()
+    }
+
+    fn backward_params(&mut self, grad: ArrayD<f32>) {
+        self.param_grads(grad);
     }
 
     fn params(&mut self) -> Vec<Param<'_>> {

@@ -28,8 +28,23 @@ impl Layer for Dropout {
             return x;
         }
         let keep = 1.0 - self.rate;
-        let mask = x.mapv(|_| if ctx.rng.uniform() < keep { 1.0 / keep } else { 0.0 });
-        let y = x * &mask;
+        // Two 32-bit draws per random word: dropout masks are the hot path of small heads.
+        let threshold = (keep as f64 * (1u64 << 32) as f64) as u64;
+        let mut y = x.as_standard_layout().into_owned();
+        let mut mask = ArrayD::<f32>::zeros(y.raw_dim());
+        let values = y.as_slice_mut().expect("standard layout");
+        let masks = mask.as_slice_mut().expect("fresh arrays are contiguous");
+        for (v, m) in values.chunks_mut(2).zip(masks.chunks_mut(2)) {
+            let bits = ctx.rng.next_u64();
+            for ((v, m), word) in v.iter_mut().zip(m.iter_mut()).zip([bits & 0xFFFF_FFFF, bits >> 32]) {
+                if word < threshold {
+                    *m = 1.0 / keep;
+                    *v *= *m;
+                } else {
+                    *v = 0.0;
+                }
+            }
+        }
         self.mask = Some(mask);
         y
     }

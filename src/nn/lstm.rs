@@ -71,33 +71,41 @@ impl Lstm {
         let mut acts = Array3::<f32>::zeros((s, b, 4 * h));
         let mut cells = Array3::<f32>::zeros((s, b, h));
         let mut hiddens = Array3::<f32>::zeros((s, b, h));
-        let mut hp = Array2::<f32>::zeros((b, h));
-        let mut cp = Array2::<f32>::zeros((b, h));
+        let mut gates = Array2::<f32>::zeros((b, 4 * h));
+        let zeros = Array2::<f32>::zeros((b, h));
         for step in 0..s {
             let t = if reverse { s - 1 - step } else { step };
-            let mut gates = hp.dot(&r);
-            gates += &xw.slice(s![.., t, ..]);
-            let mut a = acts.slice_mut(s![t, .., ..]);
-            let mut c_out = cells.slice_mut(s![t, .., ..]);
-            let mut h_out = hiddens.slice_mut(s![t, .., ..]);
-            for row in 0..b {
-                let g = gates.row(row);
-                let g = g.as_slice().expect("contiguous");
-                let mut ar = a.row_mut(row);
-                let ar = ar.as_slice_mut().expect("contiguous");
+            let prev = if reverse { t + 1 } else { t.wrapping_sub(1) };
+            {
+                let hp = if step == 0 { zeros.view() } else { hiddens.slice(s![prev, .., ..]) };
+                gates.assign(&xw.slice(s![.., t, ..]));
+                ndarray::linalg::general_mat_mul(1.0, &hp, &r, 1.0, &mut gates);
+            }
+            let g = gates.as_slice().expect("contiguous");
+            let a = acts.slice_mut(s![t, .., ..]).into_slice().expect("contiguous");
+            for (ga, aa) in g.chunks_exact(4 * h).zip(a.chunks_exact_mut(4 * h)) {
                 for k in 0..h {
-                    let (i, o, f, cc) = (sigmoid(g[k]), sigmoid(g[h + k]), sigmoid(g[2 * h + k]), g[3 * h + k].tanh());
-                    ar[k] = i;
-                    ar[h + k] = o;
-                    ar[2 * h + k] = f;
-                    ar[3 * h + k] = cc;
-                    let c = f * cp[[row, k]] + i * cc;
-                    c_out[[row, k]] = c;
-                    h_out[[row, k]] = o * c.tanh();
+                    aa[k] = sigmoid(ga[k]);
+                    aa[h + k] = sigmoid(ga[h + k]);
+                    aa[2 * h + k] = sigmoid(ga[2 * h + k]);
+                    aa[3 * h + k] = ga[3 * h + k].tanh();
                 }
             }
-            hp.assign(&h_out);
-            cp.assign(&c_out);
+            let c_prev = if step == 0 { zeros.clone() } else { cells.slice(s![prev, .., ..]).to_owned() };
+            let a = acts.slice(s![t, .., ..]);
+            let a = a.as_slice().expect("contiguous");
+            let c_out = cells.slice_mut(s![t, .., ..]).into_slice().expect("contiguous");
+            let h_out = hiddens.slice_mut(s![t, .., ..]).into_slice().expect("contiguous");
+            let cp = c_prev.as_slice().expect("contiguous");
+            for row in 0..b {
+                let ar = &a[row * 4 * h..(row + 1) * 4 * h];
+                for k in 0..h {
+                    let (i, o, f, cc) = (ar[k], ar[h + k], ar[2 * h + k], ar[3 * h + k]);
+                    let c = f * cp[row * h + k] + i * cc;
+                    c_out[row * h + k] = c;
+                    h_out[row * h + k] = o * c.tanh();
+                }
+            }
         }
         DirCache { acts, cells, hiddens }
     }
@@ -134,9 +142,10 @@ impl Layer for Lstm {
         let mut dx = Array2::<f32>::zeros((b * s, e));
         for (d, dc) in cache.dirs.iter().enumerate() {
             let reverse = d == 1;
-            let r = Self::view2(&self.params[d][1]).to_owned();
-            let mut dgates = Array3::<f32>::zeros((b, s, 4 * h));
-            let mut dr = Array2::<f32>::zeros((h, 4 * h));
+            let r = Self::view2(&self.params[d][1]);
+            // Time-major: each step's gate gradients are one contiguous [B, 4H] block.
+            let mut dgates = Array3::<f32>::zeros((s, b, 4 * h));
+            let mut hprev = Array3::<f32>::zeros((s, b, h));
             let mut dh_next = Array2::<f32>::zeros((b, h));
             let mut dc_next = Array2::<f32>::zeros((b, h));
             let zeros = Array2::<f32>::zeros((b, h));
@@ -148,31 +157,40 @@ impl Layer for Lstm {
                 } else {
                     (dc.cells.slice(s![prev, .., ..]), dc.hiddens.slice(s![prev, .., ..]))
                 };
+                hprev.slice_mut(s![t, .., ..]).assign(&h_prev);
                 let a = dc.acts.slice(s![t, .., ..]);
-                let c = dc.cells.slice(s![t, .., ..]);
-                let dout = grad.slice(s![.., t, d * h..(d + 1) * h]);
-                let mut dg = dgates.slice_mut(s![.., t, ..]);
+                let (a, c, cp) =
+                    (a.as_slice().expect("contiguous"), dc.cells.slice(s![t, .., ..]), c_prev.as_standard_layout());
+                let (c, cp) = (c.as_slice().expect("contiguous"), cp.as_slice().expect("contiguous"));
+                let dg = dgates.slice_mut(s![t, .., ..]).into_slice().expect("contiguous");
+                let (dhn, dcn) = (dh_next.as_slice().expect("contiguous"), dc_next.as_slice_mut().expect("contiguous"));
                 for row in 0..b {
+                    let dout = grad.slice(s![row, t, d * h..(d + 1) * h]);
+                    let dout = dout.as_slice().expect("last axis is contiguous");
+                    let (ar, dgr) = (&a[row * 4 * h..(row + 1) * 4 * h], &mut dg[row * 4 * h..(row + 1) * 4 * h]);
                     for k in 0..h {
-                        let (i, o, f, cc) = (a[[row, k]], a[[row, h + k]], a[[row, 2 * h + k]], a[[row, 3 * h + k]]);
-                        let tc = c[[row, k]].tanh();
-                        let dh = dout[[row, k]] + dh_next[[row, k]];
-                        let dcell = dh * o * (1.0 - tc * tc) + dc_next[[row, k]];
-                        dg[[row, k]] = dcell * cc * i * (1.0 - i);
-                        dg[[row, h + k]] = dh * tc * o * (1.0 - o);
-                        dg[[row, 2 * h + k]] = dcell * c_prev[[row, k]] * f * (1.0 - f);
-                        dg[[row, 3 * h + k]] = dcell * i * (1.0 - cc * cc);
-                        dc_next[[row, k]] = dcell * f;
+                        let j = row * h + k;
+                        let (i, o, f, cc) = (ar[k], ar[h + k], ar[2 * h + k], ar[3 * h + k]);
+                        let tc = c[j].tanh();
+                        let dh = dout[k] + dhn[j];
+                        let dcell = dh * o * (1.0 - tc * tc) + dcn[j];
+                        dgr[k] = dcell * cc * i * (1.0 - i);
+                        dgr[h + k] = dh * tc * o * (1.0 - o);
+                        dgr[2 * h + k] = dcell * cp[j] * f * (1.0 - f);
+                        dgr[3 * h + k] = dcell * i * (1.0 - cc * cc);
+                        dcn[j] = dcell * f;
                     }
                 }
-                let dg = dgates.slice(s![.., t, ..]);
-                dr += &h_prev.t().dot(&dg);
-                dh_next = dg.dot(&r.t());
+                ndarray::linalg::general_mat_mul(1.0, &dgates.slice(s![t, .., ..]), &r.t(), 0.0, &mut dh_next);
             }
-            let dg2 = dgates.into_shape_with_order((b * s, 4 * h)).expect("contiguous");
+            // One GEMM each for dR (all steps at once) and, back in batch-major order, dW and dx.
+            let dg_time = dgates.view().into_shape_with_order((s * b, 4 * h)).expect("contiguous");
+            let hp = hprev.view().into_shape_with_order((s * b, h)).expect("contiguous");
+            self.grads[d][1] = hp.t().dot(&dg_time).into_dyn();
+            self.grads[d][2] = dg_time.sum_axis(Axis(0)).into_dyn();
+            let dg2 = dgates.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
+            let dg2 = dg2.into_shape_with_order((b * s, 4 * h)).expect("contiguous");
             self.grads[d][0] = cache.input.t().dot(&dg2).into_dyn();
-            self.grads[d][1] = dr.into_dyn();
-            self.grads[d][2] = dg2.sum_axis(Axis(0)).into_dyn();
             dx += &dg2.dot(&Self::view2(&self.params[d][0]).t());
         }
         dx.into_shape_with_order((b, s, e)).expect("rows are b * s").into_dyn()

@@ -67,6 +67,11 @@ pub trait Layer: Send {
     fn forward(&mut self, x: ArrayD<f32>, ctx: &mut Ctx) -> ArrayD<f32>;
     /// Backward pass: takes dL/dy, stores parameter gradients, returns dL/dx.
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
+    /// Backward pass of the first layer that has parameters: only the parameter gradients are
+    /// needed (nothing before it learns), so layers may skip dL/dx.
+    fn backward_params(&mut self, grad: ArrayD<f32>) {
+        self.backward(grad);
+    }
     /// The trainable parameters, in a fixed order.
     fn params(&mut self) -> Vec<Param<'_>> {
         Vec::new()

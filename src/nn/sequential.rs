@@ -37,9 +37,12 @@ impl Sequential {
         self.layers.iter_mut().fold(x, |x, l| l.forward(x, ctx))
     }
 
-    /// Backward pass from dL/d(output); parameter gradients are left in the layers.
-    pub fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        self.layers.iter_mut().rev().fold(grad, |g, l| l.backward(g))
+    /// Backward pass from dL/d(output); parameter gradients are left in the layers. Layers before
+    /// the first one with parameters are skipped (nothing there learns).
+    pub fn backward(&mut self, grad: ArrayD<f32>) {
+        let Some(first) = self.layers.iter_mut().position(|l| !l.params().is_empty()) else { return };
+        let g = self.layers[first + 1..].iter_mut().rev().fold(grad, |g, l| l.backward(g));
+        self.layers[first].backward_params(g);
     }
 
     /// All trainable parameters, named `layers.{i}.{name}`, in a stable order.

@@ -141,11 +141,8 @@ fn verify_images(
     native: &ndarray::Array2<f32>,
     u8_input: bool,
 ) -> Result<Verification> {
-    let input = if u8_input {
-        Value::U8(pre.tensor_u8(images).into_dyn())
-    } else {
-        Value::F32(pre.tensor(images).into_dyn())
-    };
+    let input =
+        if u8_input { Value::U8(pre.tensor_u8(images).into_dyn()) } else { Value::F32(pre.tensor(images).into_dyn()) };
     verify::against(native, model, &[(IMAGE_INPUT.to_string(), input)])
 }
 

@@ -82,7 +82,11 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
                 if l.embedding_dropout > 0.0 {
                     specs.push(LayerSpec::Dropout { rate: l.embedding_dropout });
                 }
-                specs.push(LayerSpec::Lstm { inputs: l.embedding_dim, hidden: l.units, bidirectional: l.bidirectional });
+                specs.push(LayerSpec::Lstm {
+                    inputs: l.embedding_dim,
+                    hidden: l.units,
+                    bidirectional: l.bidirectional,
+                });
                 specs.push(LayerSpec::MaskedMean);
                 let width = l.units * if l.bidirectional { 2 } else { 1 };
                 specs.extend(dense_stack(cfg, width, classes));

@@ -125,6 +125,9 @@ pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
     if meta.len() == 0 {
         return Err("empty file (0 bytes)".into());
     }
+    if let Some(reason) = truncated_jpeg(path) {
+        return Err(reason);
+    }
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
@@ -144,6 +147,26 @@ pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     img.apply_orientation(orientation);
     Ok(img.to_rgb8())
+}
+
+/// JPEG decoders fill a truncated file's missing rows with grey instead of failing; a JPEG must end
+/// with its end-of-image marker (trailing padding aside).
+fn truncated_jpeg(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 2];
+    f.read_exact(&mut head).ok()?;
+    if head != [0xFF, 0xD8] {
+        return None;
+    }
+    let len = f.metadata().ok()?.len();
+    let tail_len = len.min(4096);
+    f.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    let mut tail = Vec::new();
+    f.read_to_end(&mut tail).ok()?;
+    let end = tail.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace())?;
+    let ok = end >= 1 && tail[end - 1] == 0xFF && tail[end] == 0xD9;
+    (!ok).then(|| "truncated JPEG (no end-of-image marker)".to_string())
 }
 
 #[cfg(test)]
@@ -235,6 +258,7 @@ mod tests {
             ("empty.jpg", Vec::new(), "empty file"),
             ("text.jpg", b"hello, not an image".to_vec(), "not an image"),
             ("half.png", b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0".to_vec(), ""),
+            ("cut.jpg", vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16, b'J', b'F', b'I', b'F', 0, 1, 2, 3], "truncated JPEG"),
         ];
         for (name, bytes, reason) in cases {
             let p = dir.path().join(name);

@@ -34,6 +34,9 @@ pub struct EpochRecord {
     pub val_loss: Option<f32>,
     pub val_accuracy: Option<f32>,
     pub lr: f32,
+    /// Wall-clock seconds of the epoch (training and validation).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// The result of one [`fit`].
@@ -179,6 +182,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             val_loss: None,
             val_accuracy: None,
             lr: optimizer.lr(),
+            seconds: 0.0,
         };
         if let Some(val) = val {
             let p = predict_with(model, &val.x, cfg.batch_size.max(256), bucket_by_length);
@@ -199,7 +203,8 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             optimizer.set_lr(lr);
         }
         state.epoch = epoch;
-        state.seconds += started.elapsed().as_secs_f64();
+        record.seconds = started.elapsed().as_secs_f64();
+        state.seconds += record.seconds;
         progress.advance(1, || describe(&record));
         state.history.push(record);
         if verdict == Verdict::Stop {
@@ -269,6 +274,7 @@ pub fn mean_history(runs: &[Vec<EpochRecord>]) -> Vec<EpochRecord> {
                 val_loss: field(&|r| r.val_loss),
                 val_accuracy: field(&|r| r.val_accuracy),
                 lr: field(&|r| Some(r.lr)).unwrap_or(f32::NAN),
+                seconds: at.iter().map(|r| r.seconds).sum::<f64>() / at.len().max(1) as f64,
             }
         })
         .collect()

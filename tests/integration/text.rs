@@ -18,7 +18,12 @@ fn fit(pipeline: &str, run: &Path, csv: &Path, cache: &Path, extra: &[&str]) -> 
     let set_data = format!("data.path={}", s(csv));
     let mut args = vec!["fit", pipeline, "--out", s(run), "-q", "--set", &set_data];
     args.extend(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_graft")).args(&args).env("GRAFT_CACHE", cache).current_dir(root()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(&args)
+        .env("GRAFT_CACHE", cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     report(run)
 }
@@ -34,7 +39,10 @@ fn python_check(model: &Path, texts: &[&str]) -> Vec<String> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string()).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .collect()
 }
 
 const SAMPLES: [&str; 4] = [
@@ -62,12 +70,16 @@ fn lstm_route_trains_exports_and_runs_anywhere() {
     assert!(g.node.iter().any(|n| n.op_type == "LSTM") && g.node.iter().any(|n| n.op_type == "Gather"));
 
     // predict --text: the empty string, a text over max_length and non-ASCII text all work.
-    let mut args = vec!["predict", s(&run.join("model.onnx")), "--json", "--device", "cpu"];
+    let model = run.join("model.onnx");
+    let mut args = vec!["predict", s(&model), "--json", "--device", "cpu"];
     for t in SAMPLES {
         args.extend(["--text", t]);
     }
     let out = ok(&args);
-    let rust: Vec<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string()).collect();
+    let rust: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(rust.len(), 4);
     // The same file in plain Python onnxruntime, ids from the saved tokenizer via Python `tokenizers`.
     assert_eq!(python_check(&run.join("model.onnx"), &SAMPLES), rust);
@@ -85,8 +97,18 @@ fn lstm_tokenizer_must_match_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = slice(tmp.path(), 200);
     let run = tmp.path().join("lstm");
-    fit("pipelines/who-said-it-lstm.toml", &run, &csv, &tmp.path().join("cache"), &["--set", "train.epochs=1", "--set", "validation.method=none"]);
-    std::fs::write(run.join("tokenizer.json"), std::fs::read_to_string(run.join("tokenizer.json")).unwrap().replace("[UNK]", "[UNKNOWN]")).unwrap();
+    fit(
+        "pipelines/who-said-it-lstm.toml",
+        &run,
+        &csv,
+        &tmp.path().join("cache"),
+        &["--set", "train.epochs=1", "--set", "validation.method=none"],
+    );
+    std::fs::write(
+        run.join("tokenizer.json"),
+        std::fs::read_to_string(run.join("tokenizer.json")).unwrap().replace("[UNK]", "[UNKNOWN]"),
+    )
+    .unwrap();
     let err = fails(&["predict", s(&run.join("model.onnx")), "--text", "hello"]);
     assert!(err.contains("tokenizer.json") && err.contains("does not match"), "{err}");
 }
@@ -97,17 +119,42 @@ fn encoder_route_exports_encoder_pooling_and_head_as_one_graph() {
     let csv = slice(tmp.path(), 160);
     let cache = tmp.path().join("cache");
     let run = tmp.path().join("bert");
-    let r = fit("pipelines/who-said-it-bert.toml", &run, &csv, &cache, &["--set", "train.epochs=5", "--set", "backbone.device=cpu"]);
+    let r = fit(
+        "pipelines/who-said-it-bert.toml",
+        &run,
+        &csv,
+        &cache,
+        &["--set", "train.epochs=5", "--set", "backbone.device=cpu"],
+    );
     assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
     assert_eq!(r["text"]["embedded_now"], 160);
     let g = graft::onnx::load(&run.join("model.onnx")).unwrap().graph.unwrap();
     let inputs: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids"]);
     assert_eq!(g.output[0].name, "probabilities");
-    let out = ok(&["predict", s(&run.join("model.onnx")), "--json", "--device", "cpu", "--text", SAMPLES[0], "--text", SAMPLES[3]]);
-    let rust: Vec<String> = out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string()).collect();
+    let out = ok(&[
+        "predict",
+        s(&run.join("model.onnx")),
+        "--json",
+        "--device",
+        "cpu",
+        "--text",
+        SAMPLES[0],
+        "--text",
+        SAMPLES[3],
+    ]);
+    let rust: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["label"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(python_check(&run.join("model.onnx"), &[SAMPLES[0], SAMPLES[3]]), rust);
     // Cached: a second run embeds nothing.
-    let r2 = fit("pipelines/who-said-it-bert.toml", &tmp.path().join("bert2"), &csv, &cache, &["--set", "train.epochs=2", "--set", "backbone.device=cpu"]);
+    let r2 = fit(
+        "pipelines/who-said-it-bert.toml",
+        &tmp.path().join("bert2"),
+        &csv,
+        &cache,
+        &["--set", "train.epochs=2", "--set", "backbone.device=cpu"],
+    );
     assert_eq!(r2["text"]["embedded_now"], 0);
 }
