@@ -50,63 +50,15 @@ PINS=(keras==3.15.1 jax==0.12.0.1 jaxlib==0.12.0.1 numpy==2.5.5 pandas==3.1.1
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-embed.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/bench-lib.sh
+source "$ROOT/scripts/bench-lib.sh"
 
 # ---------------------------------------------------------------- venv ----
-py_ok() { # $1: interpreter; true if it runs and is >= 3.12
-    "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' >/dev/null 2>&1
-}
-
-find_python() {
-    local c v
-    for c in ${PYTHON:-} python3.13 python3.12 python3; do
-        if command -v "$c" >/dev/null 2>&1 && py_ok "$c"; then
-            command -v "$c"; return 0
-        fi
-    done
-    if command -v pyenv >/dev/null 2>&1; then
-        for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.(1[2-9]|[2-9][0-9])(\.[0-9]+)*$' | sort -rV); do
-            c="$(pyenv root)/versions/$v/bin/python3"
-            if py_ok "$c"; then echo "$c"; return 0; fi
-        done
-    fi
-    return 1
-}
-
-pins_installed() {
-    [[ -x "$VENV/bin/python" ]] || return 1
-    "$VENV/bin/python" - "${PINS[@]}" <<'PY' >/dev/null 2>&1
-import sys
-from importlib.metadata import version, PackageNotFoundError
-for pin in sys.argv[1:]:
-    name, want = pin.split("==")
-    try:
-        if version(name) != want:
-            sys.exit(1)
-    except PackageNotFoundError:
-        sys.exit(1)
-PY
-}
-
-if ! pins_installed; then
-    if [[ ! -x "$VENV/bin/python" ]] || ! py_ok "$VENV/bin/python"; then
-        py=$(find_python) || die "need Python >= 3.12 for jax 0.12 (set PYTHON=/path/to/python3.12)"
-        log "creating $VENV with $py"
-        rm -rf "$VENV"
-        "$py" -m venv "$VENV"
-    fi
-    log "installing ${PINS[*]} into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}"
-    pins_installed || die "pinned packages still missing from $VENV"
-fi
+ensure_venv
 PY="$VENV/bin/python"
 
 # --------------------------------------------------------------- graft ----
-log "building graft (release)"
-cargo build --release --quiet
-GRAFT="$ROOT/target/release/graft"
-[[ -x "$GRAFT" ]] || die "$GRAFT not found after build"
+build_graft
 [[ -f pipelines/cats-vs-dogs.toml ]] || die "pipelines/cats-vs-dogs.toml not found"
 [[ -f "$MODEL" ]] || die "$MODEL not found (see ../shared/README.md)"
 [[ -d "$DATA_FULL" ]] || die "$DATA_FULL not found (see ../shared/README.md)"

@@ -152,44 +152,25 @@ pub fn train_head_with(
                 eval_proba: oof,
             })
         }
-        ValidationMethod::Holdout => {
-            let (tr, va) = stratified_split(&data.y, cfg.validation.fraction, &mut rng)?;
-            let val = data.subset(&va);
-            let (mut model, outcome) = train_one(
-                data,
-                (&tr, Some(&val)),
-                (arch, bucket),
-                &cfg.train,
-                classes,
-                (rng.fork(0), "holdout"),
-                session,
-            )?;
-            let eval_proba = train::predict_with(&mut model, &val.x, 1024, bucket);
-            let curves = vec![("holdout".into(), outcome.history.clone())];
-            Ok(HeadRun {
-                train_seconds: outcome.seconds,
-                model,
-                outcome,
-                folds: Vec::new(),
-                curves,
-                evaluated_on: "holdout",
-                eval_rows: va,
-                eval_proba,
-            })
-        }
-        ValidationMethod::None => {
+        ValidationMethod::Holdout | ValidationMethod::None => {
+            let holdout = cfg.validation.method == ValidationMethod::Holdout;
+            let (tr, va) = match holdout {
+                true => stratified_split(&data.y, cfg.validation.fraction, &mut rng).map(|(t, v)| (t, Some(v)))?,
+                false => (all.clone(), None),
+            };
+            let val = va.as_ref().map(|v| data.subset(v));
+            let (run, evaluated_on) = if holdout { ("holdout", "holdout") } else { ("final", "train") };
             let (mut model, outcome) =
-                train_one(data, (&all, None), (arch, bucket), &cfg.train, classes, (rng.fork(0), "final"), session)?;
-            let eval_proba = train::predict_with(&mut model, &data.x, 1024, bucket);
-            let curves = vec![("final".into(), outcome.history.clone())];
+                train_one(data, (&tr, val.as_ref()), (arch, bucket), &cfg.train, classes, (rng.fork(0), run), session)?;
+            let eval_proba = train::predict_with(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 1024, bucket);
             Ok(HeadRun {
                 train_seconds: outcome.seconds,
+                curves: vec![(run.into(), outcome.history.clone())],
                 model,
                 outcome,
                 folds: Vec::new(),
-                curves,
-                evaluated_on: "train",
-                eval_rows: all,
+                evaluated_on,
+                eval_rows: va.unwrap_or(all),
                 eval_proba,
             })
         }

@@ -12,7 +12,7 @@ use super::tabular::dense_stack;
 use crate::backend::{BackendKind, EngineOptions, OrtOptions, Value};
 use crate::config::manifest::Manifest;
 use crate::config::{BackboneConfig, PipelineConfig};
-use crate::data::{class_counts, Dataset, ImageFolder, Labels};
+use crate::data::{Dataset, ImageFolder, Labels};
 use crate::export::{self, keys, IMAGE_INPUT};
 use crate::features::{cache, embed_images, Backbone, FeatureCache};
 use crate::preprocess::ImagePreprocess;
@@ -114,13 +114,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         Finish {
             cfg,
             out,
-            data: DataSummary {
-                path: cfg.data.path.display().to_string(),
-                rows: data.len(),
-                features: vec![format!("{} ({}-d)", backbone.output, data.x.shape()[1])],
-                labels: labels.0.clone(),
-                class_counts: class_counts(&data.y, classes),
-            },
+            data: DataSummary::new(cfg, &data, &labels, vec![format!("{} ({}-d)", backbone.output, data.x.shape()[1])]),
             labels: &labels,
             metrics,
             verification,

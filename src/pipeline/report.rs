@@ -39,6 +39,24 @@ pub struct DataSummary {
     pub class_counts: Vec<usize>,
 }
 
+impl DataSummary {
+    /// The summary of `data` read from the pipeline's data path, with `features` describing its inputs.
+    pub fn new(
+        cfg: &PipelineConfig,
+        data: &crate::data::Dataset,
+        labels: &crate::data::Labels,
+        features: Vec<String>,
+    ) -> Self {
+        DataSummary {
+            path: cfg.data.path.display().to_string(),
+            rows: data.len(),
+            features,
+            labels: labels.0.clone(),
+            class_counts: crate::data::class_counts(&data.y, labels.len()),
+        }
+    }
+}
+
 /// How the model was evaluated and the resulting metrics.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ValidationSummary {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::head::{finish, train_head, Finish};
 use super::report::{DataSummary, Report};
 use crate::config::PipelineConfig;
-use crate::data::{class_counts, read_csv, CsvOptions, Dataset, Labels};
+use crate::data::{read_csv, CsvOptions, Dataset, Labels};
 use crate::export::{self, keys};
 use crate::nn::{Init, LayerSpec, Standardize};
 use crate::train::{self, Session};
@@ -68,13 +68,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         Finish {
             cfg,
             out,
-            data: DataSummary {
-                path: cfg.data.path.display().to_string(),
-                rows: data.len(),
-                features: table.feature_names.clone(),
-                labels: labels.0.clone(),
-                class_counts: class_counts(&data.y, classes),
-            },
+            data: DataSummary::new(cfg, &data, &labels, table.feature_names.clone()),
             labels: &labels,
             metrics,
             verification,

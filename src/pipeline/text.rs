@@ -20,7 +20,7 @@ use super::tabular::dense_stack;
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::{PipelineConfig, Task};
-use crate::data::{class_counts, read_text_csv, Dataset, Labels, TextOptions, TextTable};
+use crate::data::{read_text_csv, Dataset, Labels, TextOptions, TextTable};
 use crate::export::{self, keys, TextMeta, ATTENTION_MASK, INPUT_IDS};
 use crate::features::{cache, embed_texts, Backbone, FeatureCache};
 use crate::nn::LayerSpec;
@@ -195,13 +195,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         Finish {
             cfg,
             out,
-            data: DataSummary {
-                path: cfg.data.path.display().to_string(),
-                rows: data.len(),
-                features: vec![cfg.data.text.clone().unwrap_or_else(|| "text".into())],
-                labels: labels.0.clone(),
-                class_counts: class_counts(&data.y, classes),
-            },
+            data: DataSummary::new(cfg, &data, &labels, vec![cfg.data.text.clone().unwrap_or_else(|| "text".into())]),
             labels: &labels,
             metrics,
             verification,

@@ -78,3 +78,19 @@ pub fn synthetic_csv(path: &Path, rows: usize, features: usize, label_names: &[&
     }
     std::fs::write(path, text).unwrap();
 }
+
+/// Runs `graft fit PIPELINE --out RUN -q --set data.path=DATA EXTRA...` with `GRAFT_CACHE=cache`;
+/// asserts success and returns the run's report.
+pub fn fit_pipeline(pipeline: &str, run: &Path, data: &Path, cache: &Path, extra: &[&str]) -> serde_json::Value {
+    let set_data = format!("data.path={}", s(data));
+    let mut args = vec!["fit", pipeline, "--out", s(run), "-q", "--set", &set_data];
+    args.extend(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(&args)
+        .env("GRAFT_CACHE", cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    report(run)
+}

@@ -55,18 +55,9 @@ pub fn subset(dir: &Path, n: usize) -> Vec<PathBuf> {
 }
 
 fn fit(run: &Path, data: &Path, cache: &Path, extra: &[&str]) -> serde_json::Value {
-    let set_data = format!("data.path={}", s(data));
-    let mut args = vec!["fit", "pipelines/cats-vs-dogs.toml", "--out", s(run), "-q", "--set", &set_data];
-    args.extend(["--set", "backbone.device=cpu", "--set", "train.epochs=15"]);
+    let mut args = vec!["--set", "backbone.device=cpu", "--set", "train.epochs=15"];
     args.extend(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(&args)
-        .env("GRAFT_CACHE", cache)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    report(run)
+    fit_pipeline("pipelines/cats-vs-dogs.toml", run, data, cache, &args)
 }
 
 #[test]

@@ -14,20 +14,6 @@ fn slice(dir: &Path, n: usize) -> std::path::PathBuf {
     path
 }
 
-fn fit(pipeline: &str, run: &Path, csv: &Path, cache: &Path, extra: &[&str]) -> serde_json::Value {
-    let set_data = format!("data.path={}", s(csv));
-    let mut args = vec!["fit", pipeline, "--out", s(run), "-q", "--set", &set_data];
-    args.extend(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(&args)
-        .env("GRAFT_CACHE", cache)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    report(run)
-}
-
 fn python_check(model: &Path, texts: &[&str]) -> Vec<String> {
     let python = root().join(".venv-test/bin/python");
     assert!(python.exists(), "run scripts/setup-test.sh first (it makes .venv-test)");
@@ -57,7 +43,13 @@ fn lstm_route_trains_exports_and_runs_anywhere() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = slice(tmp.path(), 900);
     let run = tmp.path().join("lstm");
-    let r = fit("pipelines/who-said-it-lstm.toml", &run, &csv, &tmp.path().join("cache"), &["--set", "train.epochs=3"]);
+    let r = fit_pipeline(
+        "pipelines/who-said-it-lstm.toml",
+        &run,
+        &csv,
+        &tmp.path().join("cache"),
+        &["--set", "train.epochs=3"],
+    );
     assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
     assert_eq!(r["verification"]["engines"].as_array().unwrap().len(), 2, "tract and ort");
     assert!(r["validation"]["metrics"]["accuracy"].as_f64().unwrap() > 0.45, "{}", r["validation"]["metrics"]);
@@ -97,7 +89,7 @@ fn lstm_tokenizer_must_match_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = slice(tmp.path(), 200);
     let run = tmp.path().join("lstm");
-    fit(
+    fit_pipeline(
         "pipelines/who-said-it-lstm.toml",
         &run,
         &csv,
@@ -119,7 +111,7 @@ fn encoder_route_exports_encoder_pooling_and_head_as_one_graph() {
     let csv = slice(tmp.path(), 160);
     let cache = tmp.path().join("cache");
     let run = tmp.path().join("bert");
-    let r = fit(
+    let r = fit_pipeline(
         "pipelines/who-said-it-bert.toml",
         &run,
         &csv,
@@ -149,7 +141,7 @@ fn encoder_route_exports_encoder_pooling_and_head_as_one_graph() {
         .collect();
     assert_eq!(python_check(&run.join("model.onnx"), &[SAMPLES[0], SAMPLES[3]]), rust);
     // Cached: a second run embeds nothing.
-    let r2 = fit(
+    let r2 = fit_pipeline(
         "pipelines/who-said-it-bert.toml",
         &tmp.path().join("bert2"),
         &csv,
