@@ -28,22 +28,25 @@ impl Layer for Dropout {
             return x;
         }
         let keep = 1.0 - self.rate;
-        // Two 32-bit draws per random word: dropout masks are the hot path of small heads.
-        let threshold = (keep as f64 * (1u64 << 32) as f64) as u64;
+        let threshold = (keep as f64 * (1u64 << 32) as f64).min(u32::MAX as f64) as u32;
+        let scale = 1.0 / keep;
         let mut y = x.as_standard_layout().into_owned();
         let mut mask = ArrayD::<f32>::zeros(y.raw_dim());
+        // Random words first (the generator is sequential), then a branch-free pass the compiler
+        // vectorises: dropout masks are the hot path of small heads on wide features.
+        let mut words = vec![0u32; y.len()];
+        for pair in words.chunks_mut(2) {
+            let bits = ctx.rng.next_u64();
+            pair[0] = bits as u32;
+            if let Some(w) = pair.get_mut(1) {
+                *w = (bits >> 32) as u32;
+            }
+        }
         let values = y.as_slice_mut().expect("standard layout");
         let masks = mask.as_slice_mut().expect("fresh arrays are contiguous");
-        for (v, m) in values.chunks_mut(2).zip(masks.chunks_mut(2)) {
-            let bits = ctx.rng.next_u64();
-            for ((v, m), word) in v.iter_mut().zip(m.iter_mut()).zip([bits & 0xFFFF_FFFF, bits >> 32]) {
-                if word < threshold {
-                    *m = 1.0 / keep;
-                    *v *= *m;
-                } else {
-                    *v = 0.0;
-                }
-            }
+        for ((v, m), &w) in values.iter_mut().zip(masks.iter_mut()).zip(&words) {
+            *m = (w < threshold) as u8 as f32 * scale;
+            *v *= *m;
         }
         self.mask = Some(mask);
         y
