@@ -38,8 +38,34 @@ struct Cache {
     dirs: Vec<DirCache>,
 }
 
+/// tanh by a clamped rational approximation (Eigen's float kernel, within a few ULP of libm),
+/// branch-free so that the gate loops vectorise: libm's tanh/exp were a third of training time.
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let x = x.clamp(-7.998_811_7, 7.998_811_7);
+    let x2 = x * x;
+    let mut p = A[6];
+    for a in A[..6].iter().rev() {
+        p = p * x2 + a;
+    }
+    let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
+    x * p / q
+}
+
+/// The logistic function through [`tanh`]: `0.5 + 0.5 tanh(x / 2)`.
+#[inline(always)]
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    0.5 + 0.5 * tanh(0.5 * x)
 }
 
 impl Lstm {
@@ -84,11 +110,13 @@ impl Lstm {
             let g = gates.as_slice().expect("contiguous");
             let a = acts.slice_mut(s![t, .., ..]).into_slice().expect("contiguous");
             for (ga, aa) in g.chunks_exact(4 * h).zip(a.chunks_exact_mut(4 * h)) {
-                for k in 0..h {
-                    aa[k] = sigmoid(ga[k]);
-                    aa[h + k] = sigmoid(ga[h + k]);
-                    aa[2 * h + k] = sigmoid(ga[2 * h + k]);
-                    aa[3 * h + k] = ga[3 * h + k].tanh();
+                let (gs, gc) = ga.split_at(3 * h);
+                let (as_, ac) = aa.split_at_mut(3 * h);
+                for (a, &g) in as_.iter_mut().zip(gs) {
+                    *a = sigmoid(g);
+                }
+                for (a, &g) in ac.iter_mut().zip(gc) {
+                    *a = tanh(g);
                 }
             }
             let c_prev = if step == 0 { zeros.clone() } else { cells.slice(s![prev, .., ..]).to_owned() };
@@ -103,7 +131,7 @@ impl Lstm {
                     let (i, o, f, cc) = (ar[k], ar[h + k], ar[2 * h + k], ar[3 * h + k]);
                     let c = f * cp[row * h + k] + i * cc;
                     c_out[row * h + k] = c;
-                    h_out[row * h + k] = o * c.tanh();
+                    h_out[row * h + k] = o * tanh(c);
                 }
             }
         }
@@ -171,7 +199,7 @@ impl Layer for Lstm {
                     for k in 0..h {
                         let j = row * h + k;
                         let (i, o, f, cc) = (ar[k], ar[h + k], ar[2 * h + k], ar[3 * h + k]);
-                        let tc = c[j].tanh();
+                        let tc = tanh(c[j]);
                         let dh = dout[k] + dhn[j];
                         let dcell = dh * o * (1.0 - tc * tc) + dcn[j];
                         dgr[k] = dcell * cc * i * (1.0 - i);
