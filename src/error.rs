@@ -15,7 +15,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A data file (CSV, image folder) is malformed.
-    #[error("{path}:{line}: {msg}", path = path.display(), line = line.map(|l| l.to_string()).unwrap_or_else(|| "-".into()))]
+    #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Data {
         path: PathBuf,
         /// 1-based line number in the file, when it is about one line.

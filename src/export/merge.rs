@@ -3,11 +3,14 @@
 use super::append_head;
 use crate::config::manifest::Layout;
 use crate::nn::Sequential;
-use crate::onnx::{inspect::opset, pb, Attr, Dim, GraphBuilder, OPSET};
+use crate::onnx::{inspect::opset, pb, Attr, Dim, GraphBuilder};
 use crate::preprocess::ImagePreprocess;
 use crate::{Error, Result};
 
 use pb::tensor_proto::DataType;
+
+/// The lowest opset the appended head needs.
+const HEAD_OPSET: i64 = 13;
 
 /// The input of exported image models.
 pub const IMAGE_INPUT: &str = "image";
@@ -54,5 +57,7 @@ pub fn image_model(
         g.rename_input(backbone_input, IMAGE_INPUT);
     }
     append_head(&mut g, head, &cut, classes)?;
-    Ok(g.into_model(opset(backbone).max(OPSET.min(13)), metadata))
+    // The head's ops (Gemm, Relu, Softmax over the last axis, Sub/Div, Cast, Transpose) all exist in
+    // opset 13; the backbone's own opset is kept when newer.
+    Ok(g.into_model(opset(backbone).max(HEAD_OPSET), metadata))
 }

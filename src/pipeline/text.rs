@@ -65,121 +65,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         eprintln!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
     }
     let texts: Vec<&str> = table.texts.iter().map(String::as_str).collect();
-    let classes = labels.len();
     let tokenizer_path = out.join("tokenizer.json");
-    let (mut run, data, onnx, meta, verify_inputs, native, summary, text_of) = match cfg.task {
-        Task::TextLstm => {
-            let l = &cfg.model.lstm;
-            let train_texts: Vec<String> = training_rows(cfg, &y)?.iter().map(|&i| table.texts[i].clone()).collect();
-            let encoder = TextEncoder::train_word_level(&train_texts, l.vocab_size, l.lowercase, l.max_length)?;
-            let sha = encoder.save(&tokenizer_path)?;
-            let fixed = l.bidirectional;
-            let x = id_matrix(&encoder, &texts, true)?;
-            let data = Dataset { x: x.into_dyn(), y: y.clone() };
-            let vocab = encoder.vocab_size();
-            let arch = |_: &Dataset| {
-                let mut specs = vec![LayerSpec::Embedding { vocab, dim: l.embedding_dim }];
-                if l.embedding_dropout > 0.0 {
-                    specs.push(LayerSpec::Dropout { rate: l.embedding_dropout });
-                }
-                specs.push(LayerSpec::Lstm {
-                    inputs: l.embedding_dim,
-                    hidden: l.units,
-                    bidirectional: l.bidirectional,
-                });
-                specs.push(LayerSpec::MaskedMean);
-                let width = l.units * if l.bidirectional { 2 } else { 1 };
-                specs.extend(dense_stack(cfg, width, classes));
-                specs
-            };
-            let mut run = train_head_with(cfg, &data, classes, &arch, !fixed, session)?;
-            let text_meta = TextMeta {
-                max_length: l.max_length,
-                inputs: vec![INPUT_IDS.into(), ATTENTION_MASK.into()],
-                fixed_padding: fixed,
-                encoder_output: None,
-            };
-            let meta = text_metadata(&labels, &text_meta, &sha);
-            let onnx = export::native_text_model(&run.model, classes, &meta)?;
-            // Verification inputs: validation texts padded as predict pads them.
-            let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS).map(|&i| texts[i]).collect();
-            let enc = if fixed { encoder.encode_fixed(&check)? } else { encoder.encode(&check)? };
-            let native = train::predict(&mut run.model, &enc.ids.mapv(|v| v as f32).into_dyn(), 1024);
-            let inputs = vec![
-                (INPUT_IDS.to_string(), Value::I64(enc.ids.into_dyn())),
-                (ATTENTION_MASK.to_string(), Value::I64(enc.mask.into_dyn())),
-            ];
-            let summary = TextSummary {
-                vocab_size: vocab,
-                encoder: None,
-                embedded_now: None,
-                embed_seconds: None,
-                skipped_rows: table.skipped.clone(),
-                most_confidently_wrong: Vec::new(),
-            };
-            let text_of: Vec<usize> = (0..texts.len()).collect();
-            (run, data, onnx, meta, inputs, native, summary, text_of)
-        }
-        Task::TextEncoder => {
-            let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
-            let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
-            let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
-            let tcfg = backbone.manifest.text.clone().ok_or_else(|| Error::config("backbone", "not a text encoder"))?;
-            let tok_src = tokenizer_beside(&backbone.source, &tcfg.tokenizer)?;
-            let encoder = TextEncoder::from_file(&tok_src, tcfg.max_length)?;
-            let sha = encoder.save(&tokenizer_path)?;
-            let recipe =
-                format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
-            let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
-            let emb = embed_texts(
-                &backbone,
-                &engine_options(bcfg)?,
-                &encoder,
-                &table.texts,
-                &mut fcache,
-                bcfg.batch_size,
-                session.progress,
-            )?;
-            let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| y[i]).collect() };
-            let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
-            let mut run = train_head(cfg, &data, classes, &arch, session)?;
-            let text_meta = TextMeta {
-                max_length: tcfg.max_length,
-                inputs: backbone.inputs.clone(),
-                fixed_padding: false,
-                encoder_output: Some(backbone.output.clone()),
-            };
-            let mut meta = text_metadata(&labels, &text_meta, &sha);
-            meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));
-            let encoder_graph = crate::onnx::load(&backbone.path)?;
-            let onnx = export::encoder_model(&encoder_graph, &backbone.output, &run.model, classes, &meta)?;
-            let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_TEXTS / 2).collect();
-            let check_texts: Vec<&str> = check.iter().map(|&r| texts[emb.rows[r]]).collect();
-            let enc = encoder.encode(&check_texts)?;
-            let mut inputs = Vec::new();
-            for name in &backbone.inputs {
-                let t = match name.as_str() {
-                    "input_ids" => enc.ids.clone(),
-                    "attention_mask" => enc.mask.clone(),
-                    "token_type_ids" => enc.type_ids.clone(),
-                    other => return Err(Error::onnx("encoder", format!("unknown input `{other}`"))),
-                };
-                inputs.push((name.clone(), Value::I64(t.into_dyn())));
-            }
-            // The reference: the native head on the encoder's ORT (CPU) states of the same texts.
-            let states = verify::cpu_features(&backbone.path, inputs.clone(), &backbone.output)?;
-            let pooled = crate::features::masked_mean(&states, &enc.mask.clone().into_dyn())?;
-            let native = train::predict(&mut run.model, &pooled.into_dyn(), 1024);
-            let summary = TextSummary {
-                vocab_size: encoder.vocab_size(),
-                encoder: Some(backbone.info()),
-                embedded_now: Some(emb.computed),
-                embed_seconds: Some(emb.seconds),
-                skipped_rows: table.skipped.clone(),
-                most_confidently_wrong: Vec::new(),
-            };
-            (run, data, onnx, meta, inputs, native, summary, emb.rows.clone())
-        }
+    let input =
+        RouteInput { cfg, table: &table, labels: &labels, y: &y, texts: &texts, tokenizer_path: &tokenizer_path };
+    let Routed { mut run, data, onnx, meta, verify_inputs, native, summary, text_of } = match cfg.task {
+        Task::TextLstm => lstm_route(&input, session)?,
+        Task::TextEncoder => encoder_route(&input, session)?,
         other => return Err(Error::Invalid(format!("{other:?} is not a text task"))),
     };
 
@@ -205,6 +96,145 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             text: Some(summary),
         },
     )
+}
+
+/// What a route hands to the shared end of [`fit`]: the trained model and its data, the exported
+/// graph with its metadata, and the inputs and native probabilities verification compares.
+struct Routed {
+    run: HeadRun,
+    data: Dataset,
+    onnx: crate::onnx::pb::ModelProto,
+    meta: Vec<(String, String)>,
+    verify_inputs: Vec<(String, Value)>,
+    native: Array2<f32>,
+    summary: TextSummary,
+    /// The text index of each dataset row.
+    text_of: Vec<usize>,
+}
+
+/// What both routes read.
+struct RouteInput<'a> {
+    cfg: &'a PipelineConfig,
+    table: &'a TextTable,
+    labels: &'a Labels,
+    y: &'a [usize],
+    texts: &'a [&'a str],
+    tokenizer_path: &'a Path,
+}
+
+/// Vocabulary trained on the training texts, then Embedding → LSTM → masked mean → head.
+fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
+    let RouteInput { cfg, table, labels, y, texts, tokenizer_path } = *input;
+    let classes = labels.len();
+    let l = &cfg.model.lstm;
+    let train_texts: Vec<String> = training_rows(cfg, y)?.iter().map(|&i| table.texts[i].clone()).collect();
+    let encoder = TextEncoder::train_word_level(&train_texts, l.vocab_size, l.lowercase, l.max_length)?;
+    let sha = encoder.save(tokenizer_path)?;
+    let fixed = l.bidirectional;
+    let x = id_matrix(&encoder, texts, true)?;
+    let data = Dataset { x: x.into_dyn(), y: y.to_vec() };
+    let vocab = encoder.vocab_size();
+    let arch = |_: &Dataset| {
+        let mut specs = vec![LayerSpec::Embedding { vocab, dim: l.embedding_dim }];
+        if l.embedding_dropout > 0.0 {
+            specs.push(LayerSpec::Dropout { rate: l.embedding_dropout });
+        }
+        specs.push(LayerSpec::Lstm { inputs: l.embedding_dim, hidden: l.units, bidirectional: l.bidirectional });
+        specs.push(LayerSpec::MaskedMean);
+        let width = l.units * if l.bidirectional { 2 } else { 1 };
+        specs.extend(dense_stack(cfg, width, classes));
+        specs
+    };
+    let mut run = train_head_with(cfg, &data, classes, &arch, !fixed, session)?;
+    let text_meta = TextMeta {
+        max_length: l.max_length,
+        inputs: vec![INPUT_IDS.into(), ATTENTION_MASK.into()],
+        fixed_padding: fixed,
+        encoder_output: None,
+    };
+    let meta = text_metadata(labels, &text_meta, &sha);
+    let onnx = export::native_text_model(&run.model, classes, &meta)?;
+    // Verification inputs: validation texts padded as predict pads them.
+    let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS).map(|&i| texts[i]).collect();
+    let enc = if fixed { encoder.encode_fixed(&check)? } else { encoder.encode(&check)? };
+    let native = train::predict(&mut run.model, &enc.ids.mapv(|v| v as f32).into_dyn(), 1024);
+    let inputs = vec![
+        (INPUT_IDS.to_string(), Value::I64(enc.ids.into_dyn())),
+        (ATTENTION_MASK.to_string(), Value::I64(enc.mask.into_dyn())),
+    ];
+    let summary = TextSummary {
+        vocab_size: vocab,
+        encoder: None,
+        embedded_now: None,
+        embed_seconds: None,
+        skipped_rows: table.skipped.clone(),
+        most_confidently_wrong: Vec::new(),
+    };
+    let text_of: Vec<usize> = (0..texts.len()).collect();
+    Ok(Routed { run, data, onnx, meta, verify_inputs: inputs, native, summary, text_of })
+}
+
+/// A frozen sentence encoder embeds every text once (cached); a Dense head trains on the embeddings.
+fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
+    let RouteInput { cfg, table, labels, y, texts, tokenizer_path } = *input;
+    let classes = labels.len();
+    let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+    let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
+    let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
+    let tcfg = backbone.manifest.text.clone().ok_or_else(|| Error::config("backbone", "not a text encoder"))?;
+    let tok_src = tokenizer_beside(&backbone.source, &tcfg.tokenizer)?;
+    let encoder = TextEncoder::from_file(&tok_src, tcfg.max_length)?;
+    let sha = encoder.save(tokenizer_path)?;
+    let recipe = format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
+    let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
+    let emb = embed_texts(
+        &backbone,
+        &engine_options(bcfg)?,
+        &encoder,
+        &table.texts,
+        &mut fcache,
+        bcfg.batch_size,
+        session.progress,
+    )?;
+    let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| y[i]).collect() };
+    let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
+    let mut run = train_head(cfg, &data, classes, &arch, session)?;
+    let text_meta = TextMeta {
+        max_length: tcfg.max_length,
+        inputs: backbone.inputs.clone(),
+        fixed_padding: false,
+        encoder_output: Some(backbone.output.clone()),
+    };
+    let mut meta = text_metadata(labels, &text_meta, &sha);
+    meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));
+    let encoder_graph = crate::onnx::load(&backbone.path)?;
+    let onnx = export::encoder_model(&encoder_graph, &backbone.output, &run.model, classes, &meta)?;
+    let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_TEXTS / 2).collect();
+    let check_texts: Vec<&str> = check.iter().map(|&r| texts[emb.rows[r]]).collect();
+    let enc = encoder.encode(&check_texts)?;
+    let mut inputs = Vec::new();
+    for name in &backbone.inputs {
+        let t = match name.as_str() {
+            "input_ids" => enc.ids.clone(),
+            "attention_mask" => enc.mask.clone(),
+            "token_type_ids" => enc.type_ids.clone(),
+            other => return Err(Error::onnx("encoder", format!("unknown input `{other}`"))),
+        };
+        inputs.push((name.clone(), Value::I64(t.into_dyn())));
+    }
+    // The reference: the native head on the encoder's ORT (CPU) states of the same texts.
+    let states = verify::cpu_features(&backbone.path, inputs.clone(), &backbone.output)?;
+    let pooled = crate::features::masked_mean(&states, &enc.mask.clone().into_dyn())?;
+    let native = train::predict(&mut run.model, &pooled.into_dyn(), 1024);
+    let summary = TextSummary {
+        vocab_size: encoder.vocab_size(),
+        encoder: Some(backbone.info()),
+        embedded_now: Some(emb.computed),
+        embed_seconds: Some(emb.seconds),
+        skipped_rows: table.skipped.clone(),
+        most_confidently_wrong: Vec::new(),
+    };
+    Ok(Routed { run, data, onnx, meta, verify_inputs: inputs, native, summary, text_of: emb.rows.clone() })
 }
 
 /// The most confidently wrong evaluated texts; `text_of[row]` is the text index of a dataset row.
