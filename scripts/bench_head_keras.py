@@ -26,10 +26,7 @@ os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 SEED = 42
 LEARNING_RATE = 1e-3
@@ -87,44 +84,14 @@ def build(keras, n_features, n_classes):
     return model
 
 
-def timed_fit(keras, x, y, n_classes, epochs):
-    model = build(keras, x.shape[1], n_classes)
-    t0 = time.perf_counter()
-    model.fit(x, y, batch_size=BATCH_SIZE, epochs=epochs, shuffle=True, verbose=0)
-    seconds = time.perf_counter() - t0
-    probs = model.predict(x, batch_size=256, verbose=0)
-    accuracy = float((probs.argmax(axis=1) == y).mean())
-    return seconds, accuracy
-
-
 def main():
     args = parse_args()
     x, y, n_classes = load(args.features)
-
-    import jax
     import keras
 
-    if keras.backend.backend() != "jax":
-        sys.exit(f"error: keras backend is {keras.backend.backend()!r}, expected 'jax'")
+    from keras_cold_warm import report
 
-    cold, acc = timed_fit(keras, x, y, n_classes, args.epochs)
-    warm, acc_warm = timed_fit(keras, x, y, n_classes, args.epochs)
-
-    print(json.dumps({
-        "fit_seconds": round(cold, 4),
-        "fit_seconds_warm": round(warm, 4),
-        "train_accuracy": round(acc, 4),
-        "train_accuracy_warm": round(acc_warm, 4),
-        "epochs": args.epochs,
-        "batch_size": BATCH_SIZE,
-        "samples": int(len(x)),
-        "features": int(x.shape[1]),
-        "classes": n_classes,
-        "keras": keras.__version__,
-        "jax": jax.__version__,
-        "jax_devices": [str(d) for d in jax.devices()],
-        "python": platform.python_version(),
-    }), flush=True)
+    report(lambda: build(keras, x.shape[1], n_classes), x, y, args.epochs, BATCH_SIZE, features=int(x.shape[1]), classes=n_classes)
 
 
 if __name__ == "__main__":
