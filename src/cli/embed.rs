@@ -7,7 +7,6 @@ use graft::config::manifest::Manifest;
 use graft::data::{collect_images, ImageFolder};
 use graft::data::{read_text_csv, Labels, TextOptions};
 use graft::features::{cache, embed_images, embed_texts, Backbone, Embedded, FeatureCache, FeatureFile};
-use graft::preprocess::TextEncoder;
 use graft::train::ProgressMode;
 
 use super::engine::EngineArgs;
@@ -78,7 +77,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     };
     let n = args.limit.unwrap_or(paths.len()).min(paths.len());
     let (paths, labels) = (&paths[..n], &labels[..n]);
-    let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
+    let recipe = backbone.recipe(None)?;
     let mut fcache =
         if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(&root, &backbone.sha256, &recipe)? };
     let emb = embed_images(&backbone, &args.engine.options(), paths, &mut fcache, args.batch, progress)?;
@@ -116,9 +115,7 @@ fn embed_text(
     root: &std::path::Path,
     progress: ProgressMode,
 ) -> anyhow::Result<ExitCode> {
-    let tcfg = backbone.manifest.text.clone().expect("text backbone");
-    let tokenizer = backbone.source.parent().unwrap_or(std::path::Path::new(".")).join(&tcfg.tokenizer);
-    let encoder = TextEncoder::from_file(&tokenizer, tcfg.max_length)?;
+    let encoder = backbone.text_encoder()?;
     let opts = TextOptions { text: args.text_column.clone(), label: args.label_column.clone(), skip_bad_rows: false };
     let table = read_text_csv(&args.data, &opts)?;
     let n = args.limit.unwrap_or(table.texts.len()).min(table.texts.len());
@@ -130,8 +127,7 @@ fn embed_text(
         }
         None => (vec![-1.0; n], Vec::new()),
     };
-    let sha = graft::io::sha256_hex(encoder.to_json()?.as_bytes());
-    let recipe = format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
+    let recipe = backbone.recipe(Some(&encoder))?;
     let mut fcache =
         if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(root, &backbone.sha256, &recipe)? };
     let emb = embed_texts(backbone, &args.engine.options(), &encoder, texts, &mut fcache, args.batch, progress)?;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::manifest::{BackboneKind, Manifest};
 use crate::hub::{self, HubOptions};
-use crate::preprocess::ImagePreprocess;
+use crate::preprocess::{ImagePreprocess, TextEncoder};
 use crate::{io, onnx, Error, Result};
 
 /// A pretrained model ready to run frozen: resolved, checked and cut as its manifest says.
@@ -89,6 +89,35 @@ impl Backbone {
             _ => (first_input.unwrap_or_default(), None),
         };
         Ok(Backbone { manifest, source, sha256, path, cut, input, inputs, output, preprocess })
+    }
+
+    /// The tokenizer a text backbone's manifest names, beside its model file, truncating at the
+    /// manifest's `max_length`.
+    pub fn text_encoder(&self) -> Result<TextEncoder> {
+        let text = self
+            .manifest
+            .text
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(format!("`{}` is not a text backbone", self.manifest.name)))?;
+        let path = self.source.parent().unwrap_or(Path::new(".")).join(&text.tokenizer);
+        if !path.is_file() {
+            return Err(Error::io(&path, std::io::ErrorKind::NotFound.into()));
+        }
+        TextEncoder::from_file(&path, text.max_length)
+    }
+
+    /// Everything besides the model's own bytes that determines its features: the cut point and
+    /// image preprocessing, or the pooling, truncation and tokenizer. Part of the feature-cache key.
+    pub fn recipe(&self, encoder: Option<&TextEncoder>) -> Result<String> {
+        Ok(match (&self.preprocess, encoder) {
+            (Some(pre), _) => format!("{{\"cut\": {:?}, \"preprocess\": {}}}", self.cut, pre.to_json()),
+            (None, Some(enc)) => format!(
+                "{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{}\"}}",
+                enc.max_length,
+                io::sha256_hex(enc.to_json()?.as_bytes())
+            ),
+            (None, None) => format!("{{\"cut\": {:?}}}", self.cut),
+        })
     }
 
     /// The `graft.backbone` record.

@@ -50,18 +50,8 @@ pub fn embed_texts(
     let prepare = |idx: &[usize]| {
         let batch: Vec<&str> = idx.iter().map(|&k| texts[order[k]].as_str()).collect();
         let mut prepared = Prepared { inputs: Vec::new(), ok: idx.to_vec(), skipped: Vec::new() };
-        match encoder.encode(&batch) {
-            Ok(e) => {
-                for name in &inputs {
-                    let t = match name.as_str() {
-                        "input_ids" => e.ids.clone(),
-                        "attention_mask" => e.mask.clone(),
-                        "token_type_ids" => e.type_ids.clone(),
-                        _ => continue,
-                    };
-                    prepared.inputs.push((name.clone(), Value::I64(t.into_dyn())));
-                }
-            }
+        match encoder.encode(&batch).and_then(|e| e.inputs(&inputs)) {
+            Ok(tensors) => prepared.inputs = tensors,
             Err(err) => {
                 prepared.skipped = idx
                     .iter()

@@ -39,8 +39,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let labels = Labels(folder.classes.clone());
     let paths: Vec<_> = folder.items.iter().map(|(p, _)| p.clone()).collect();
 
-    let recipe = format!("{{\"cut\": {:?}, \"preprocess\": {}}}", backbone.cut, pre.to_json());
-    let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
+    let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &backbone.recipe(None)?)?;
     let emb = embed_images(&backbone, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
     for s in &emb.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);

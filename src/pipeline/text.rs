@@ -8,7 +8,7 @@
 //! Both write `tokenizer.json` beside `model.onnx` and its sha256 into the model's metadata.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -181,12 +181,9 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
     let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
     let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
-    let tcfg = backbone.manifest.text.clone().ok_or_else(|| Error::config("backbone", "not a text encoder"))?;
-    let tok_src = tokenizer_beside(&backbone.source, &tcfg.tokenizer)?;
-    let encoder = TextEncoder::from_file(&tok_src, tcfg.max_length)?;
+    let encoder = backbone.text_encoder()?;
     let sha = encoder.save(tokenizer_path)?;
-    let recipe = format!("{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{sha}\"}}", tcfg.max_length);
-    let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &recipe)?;
+    let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &backbone.recipe(Some(&encoder))?)?;
     let emb = embed_texts(
         &backbone,
         &engine_options(bcfg)?,
@@ -200,7 +197,7 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
     let mut run = train_head(cfg, &data, classes, &arch, session)?;
     let text_meta = TextMeta {
-        max_length: tcfg.max_length,
+        max_length: encoder.max_length,
         inputs: backbone.inputs.clone(),
         fixed_padding: false,
         encoder_output: Some(backbone.output.clone()),
@@ -212,16 +209,7 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_TEXTS / 2).collect();
     let check_texts: Vec<&str> = check.iter().map(|&r| texts[emb.rows[r]]).collect();
     let enc = encoder.encode(&check_texts)?;
-    let mut inputs = Vec::new();
-    for name in &backbone.inputs {
-        let t = match name.as_str() {
-            "input_ids" => enc.ids.clone(),
-            "attention_mask" => enc.mask.clone(),
-            "token_type_ids" => enc.type_ids.clone(),
-            other => return Err(Error::onnx("encoder", format!("unknown input `{other}`"))),
-        };
-        inputs.push((name.clone(), Value::I64(t.into_dyn())));
-    }
+    let inputs = enc.inputs(&backbone.inputs)?;
     // The reference: the native head on the encoder's ORT (CPU) states of the same texts.
     let states = verify::cpu_features(&backbone.path, inputs.clone(), &backbone.output)?;
     let pooled = crate::features::masked_mean(&states, &enc.mask.clone().into_dyn())?;
@@ -261,13 +249,4 @@ fn text_metadata(labels: &Labels, text: &TextMeta, tokenizer_sha: &str) -> Vec<(
             (keys::TOKENIZER_SHA256, tokenizer_sha.to_string()),
         ],
     )
-}
-
-/// The tokenizer file named by a manifest, relative to the model file's folder.
-fn tokenizer_beside(model: &Path, name: &str) -> Result<PathBuf> {
-    let p = model.parent().unwrap_or(Path::new(".")).join(name);
-    if !p.is_file() {
-        return Err(Error::io(&p, std::io::ErrorKind::NotFound.into()));
-    }
-    Ok(p)
 }

@@ -156,18 +156,7 @@ pub fn text_inputs(
     texts: &[&str],
 ) -> Result<Vec<(String, Value)>> {
     let e = if text.fixed_padding { encoder.encode_fixed(texts)? } else { encoder.encode(texts)? };
-    text.inputs
-        .iter()
-        .map(|name| {
-            let t = match name.as_str() {
-                "input_ids" => e.ids.clone(),
-                "attention_mask" => e.mask.clone(),
-                "token_type_ids" => e.type_ids.clone(),
-                other => return Err(Error::Tensor { name: other.into(), msg: "unknown text input".into() }),
-            };
-            Ok((name.clone(), Value::I64(t.into_dyn())))
-        })
-        .collect()
+    e.inputs(&text.inputs)
 }
 
 /// Predicts `texts` (ids: `ids`) with the text model at `model`, tokenised by the `tokenizer.json`

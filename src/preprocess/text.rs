@@ -28,6 +28,27 @@ pub struct Encoded {
     pub type_ids: Array2<i64>,
 }
 
+impl Encoded {
+    /// The tensors for a model's text inputs, by name (`input_ids`, `attention_mask`,
+    /// `token_type_ids`).
+    pub fn inputs(&self, names: &[String]) -> Result<Vec<(String, crate::backend::Value)>> {
+        names
+            .iter()
+            .map(|name| {
+                let t = match name.as_str() {
+                    "input_ids" => &self.ids,
+                    "attention_mask" => &self.mask,
+                    "token_type_ids" => &self.type_ids,
+                    other => {
+                        return Err(Error::Tensor { name: other.into(), msg: "not a text input graft can fill".into() })
+                    }
+                };
+                Ok((name.clone(), crate::backend::Value::I64(t.clone().into_dyn())))
+            })
+            .collect()
+    }
+}
+
 /// A tokenizer with graft's padding and truncation settings.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
