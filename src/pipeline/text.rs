@@ -48,15 +48,6 @@ fn read(cfg: &PipelineConfig) -> Result<(TextTable, Labels, Vec<usize>)> {
     Ok((table, labels, y))
 }
 
-/// Token ids of `texts` as a right-padded f32 matrix (the native model's input).
-///
-/// # Shapes
-/// -> `[texts.len(), S]`
-fn id_matrix(encoder: &TextEncoder, texts: &[&str], fixed: bool) -> Result<Array2<f32>> {
-    let e = if fixed { encoder.encode_fixed(texts)? } else { encoder.encode(texts)? };
-    Ok(e.ids.mapv(|v| v as f32))
-}
-
 /// Runs a text pipeline into `out`.
 pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
     let started = Instant::now();
@@ -131,7 +122,8 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let encoder = TextEncoder::train_word_level(&train_texts, l.vocab_size, l.lowercase, l.max_length)?;
     let sha = encoder.save(tokenizer_path)?;
     let fixed = l.bidirectional;
-    let x = id_matrix(&encoder, texts, true)?;
+    // Stored padded to max_length; batches are cut to their longest text unless `fixed`.
+    let x = encoder.encode_fixed(texts)?.ids.mapv(|v| v as f32);
     let data = Dataset { x: x.into_dyn(), y: y.to_vec() };
     let vocab = encoder.vocab_size();
     let arch = |_: &Dataset| {
@@ -158,10 +150,7 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS).map(|&i| texts[i]).collect();
     let enc = if fixed { encoder.encode_fixed(&check)? } else { encoder.encode(&check)? };
     let native = train::predict(&mut run.model, &enc.ids.mapv(|v| v as f32).into_dyn(), 1024);
-    let inputs = vec![
-        (INPUT_IDS.to_string(), Value::I64(enc.ids.into_dyn())),
-        (ATTENTION_MASK.to_string(), Value::I64(enc.mask.into_dyn())),
-    ];
+    let inputs = enc.inputs(&text_meta.inputs)?;
     let summary = TextSummary {
         vocab_size: vocab,
         encoder: None,
