@@ -42,10 +42,6 @@ CACHED_RUNS=${CACHED_RUNS:-3}
 BATCH=32
 DATA_FULL="../shared/data/cats-vs-dogs/train"
 MODEL="../shared/models/efficientnet-lite0/model.onnx"
-VENV="$ROOT/.venv-bench"
-# jax/jaxlib 0.12.0.1 require Python >= 3.12.
-PINS=(keras==3.15.1 jax==0.12.0.1 jaxlib==0.12.0.1 numpy==2.5.5 pandas==3.1.1
-      onnxruntime==1.32.0 pillow==13.0.0 safetensors==0.8.0 tokenizers==0.23.3)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-embed.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

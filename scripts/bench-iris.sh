@@ -30,9 +30,6 @@ ROOT=$(pwd)
 
 RUNS=${RUNS:-5}
 EPOCHS=${EPOCHS:-150}
-VENV="$ROOT/.venv-bench"
-# jax/jaxlib 0.12.0.1 require Python >= 3.12.
-PINS=(keras==3.15.1 jax==0.12.0.1 jaxlib==0.12.0.1 numpy==2.5.5 pandas==3.1.1)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-iris.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

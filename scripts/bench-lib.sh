@@ -1,6 +1,11 @@
-# bench-lib.sh — shared by scripts/bench-*.sh (sourced, not run): logging, the Python venv with
-# the pinned peers (VENV and PINS are set by the caller), and the release build of graft.
+# bench-lib.sh — shared by scripts/bench-*.sh (sourced, not run, after ROOT is set): logging, the
+# one Python venv of pinned peers they all use, and the release build of graft.
 # shellcheck shell=bash
+
+VENV="$ROOT/.venv-bench"
+# jax/jaxlib 0.12.0.1 require Python >= 3.12.
+PINS=(keras==3.15.1 jax==0.12.0.1 jaxlib==0.12.0.1 numpy==2.5.5 pandas==3.1.1
+      onnxruntime==1.32.0 pillow==13.0.0 safetensors==0.8.0 tokenizers==0.23.3)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

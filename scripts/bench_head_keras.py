@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from keras_cold_warm import compile_classifier, report  # noqa: E402
 
 SEED = 42
 LEARNING_RATE = 1e-3
@@ -76,11 +77,7 @@ def build(keras, n_features, n_classes):
         keras.layers.Dropout(DROPOUT),
         keras.layers.Dense(n_classes, activation="softmax"),
     ])
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_classifier(keras, model, LEARNING_RATE)
     return model
 
 
@@ -89,7 +86,6 @@ def main():
     x, y, n_classes = load(args.features)
     import keras
 
-    from keras_cold_warm import report
 
     report(lambda: build(keras, x.shape[1], n_classes), x, y, args.epochs, BATCH_SIZE, features=int(x.shape[1]), classes=n_classes)
 

@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from keras_cold_warm import compile_classifier, report  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data" / "iris" / "iris.csv"
@@ -79,11 +80,7 @@ def build(keras, n_features, n_classes):
         keras.layers.Dropout(0.1),
         keras.layers.Dense(n_classes, activation="softmax"),
     ])
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=LEARNING_RATE),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_classifier(keras, model, LEARNING_RATE)
     return model
 
 
@@ -92,7 +89,6 @@ def main():
     x, y, n_classes = load(args.data)
     import keras
 
-    from keras_cold_warm import report
 
     report(lambda: build(keras, x.shape[1], n_classes), x, y, args.epochs, BATCH_SIZE)
 

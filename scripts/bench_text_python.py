@@ -45,6 +45,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from keras_cold_warm import compile_classifier  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT / ".." / "shared"
@@ -179,11 +180,7 @@ def run_lstm(args):
         keras.layers.Dropout(DROPOUT),
         keras.layers.Dense(len(classes), activation="softmax"),
     ])
-    model.compile(
-        optimizer=keras.optimizers.Adam(),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    compile_classifier(keras, model)
 
     class EpochTimer(keras.callbacks.Callback):
         def __init__(self):

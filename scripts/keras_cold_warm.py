@@ -8,6 +8,16 @@ import sys
 import time
 
 
+def compile_classifier(keras, model, learning_rate=0.001):
+    """Adam + sparse categorical cross-entropy, as every graft classifier trains."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def timed_fit(model, x, y, epochs, batch_size):
     t0 = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
