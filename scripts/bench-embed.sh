@@ -167,17 +167,11 @@ done
 
 # ----------------------------------------------------------- head fit ----
 log "graft fit head ($EPOCHS epochs)"
-rm -rf "$tmp/fit"
-if ! "$GRAFT" fit pipelines/cats-vs-dogs.toml --out "$tmp/fit" -q \
-        --set train.epochs="$EPOCHS" \
-        --set train.early_stopping.patience=0 \
-        --set validation.method=none \
-        ${FIT_SET[@]+"${FIT_SET[@]}"} \
-        >"$tmp/fit.log" 2>&1; then
-    cat "$tmp/fit.log" >&2
-    die "graft fit failed"
-fi
-[[ -f "$tmp/fit/report.json" ]] || die "graft wrote no $tmp/fit/report.json"
+graft_fit "$tmp/fit" pipelines/cats-vs-dogs.toml -q \
+    --set train.epochs="$EPOCHS" \
+    --set train.early_stopping.patience=0 \
+    --set validation.method=none \
+    ${FIT_SET[@]+"${FIT_SET[@]}"}
 fit_json=$(python3 - "$tmp/fit/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

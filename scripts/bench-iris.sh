@@ -49,18 +49,12 @@ now() { date +%s.%N; }
 train_times=()
 cmd_times=()
 for i in $(seq 1 "$RUNS"); do
-    rm -rf "$tmp/run"
     t0=$(now)
-    if ! "$GRAFT" fit pipelines/iris.toml --out "$tmp/run" \
-            --set validation.method=none \
-            --set train.epochs="$EPOCHS" \
-            --set train.early_stopping.patience=0 \
-            >"$tmp/graft.log" 2>&1; then
-        cat "$tmp/graft.log" >&2
-        die "graft fit failed (run $i)"
-    fi
+    graft_fit "$tmp/run" pipelines/iris.toml \
+        --set validation.method=none \
+        --set train.epochs="$EPOCHS" \
+        --set train.early_stopping.patience=0
     t1=$(now)
-    [[ -f "$tmp/run/report.json" ]] || die "graft wrote no $tmp/run/report.json"
     train=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["timing"]["train_seconds"])' \
         "$tmp/run/report.json") || die "no .timing.train_seconds in report.json"
     cmd=$(python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.4f}")' "$t0" "$t1")

@@ -67,3 +67,16 @@ build_graft() {
     GRAFT="$ROOT/target/release/graft"
     [[ -x "$GRAFT" ]] || die "$GRAFT not found after build"
 }
+
+# graft_fit OUT PIPELINE [ARGS...]: runs `graft fit PIPELINE --out OUT ARGS...` into a fresh OUT; on
+# failure shows its log and stops; checks that it wrote OUT/report.json.
+graft_fit() {
+    local out=$1 pipeline=$2
+    shift 2
+    rm -rf "$out"
+    if ! "$GRAFT" fit "$pipeline" --out "$out" "$@" >"$out.log" 2>&1; then
+        cat "$out.log" >&2
+        die "graft fit $pipeline failed"
+    fi
+    [[ -f "$out/report.json" ]] || die "graft wrote no $out/report.json"
+}

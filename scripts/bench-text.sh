@@ -55,21 +55,15 @@ build_graft
 
 # ---------------------------------------------------------- graft LSTM ----
 log "graft fit LSTM ($EPOCHS epochs)"
-rm -rf "$tmp/fit"
-if ! "$GRAFT" fit pipelines/who-said-it-lstm.toml --out "$tmp/fit" -q \
-        --set train.epochs="$EPOCHS" \
-        --set train.early_stopping.patience=0 \
-        --set model.lstm.bidirectional=false \
-        --set model.lstm.embedding_dropout=0 \
-        --set model.lstm.lowercase=true \
-        --set model.lstm.embedding_dim=64 \
-        --set model.lstm.units=64 \
-        --set train.batch_size=64 \
-        >"$tmp/fit.log" 2>&1; then
-    cat "$tmp/fit.log" >&2
-    die "graft fit failed"
-fi
-[[ -f "$tmp/fit/report.json" ]] || die "graft wrote no $tmp/fit/report.json"
+graft_fit "$tmp/fit" pipelines/who-said-it-lstm.toml -q \
+    --set train.epochs="$EPOCHS" \
+    --set train.early_stopping.patience=0 \
+    --set model.lstm.bidirectional=false \
+    --set model.lstm.embedding_dropout=0 \
+    --set model.lstm.lowercase=true \
+    --set model.lstm.embedding_dim=64 \
+    --set model.lstm.units=64 \
+    --set train.batch_size=64
 # One line: {"epoch_seconds": [...], "train_seconds", "rows", "validation_split"}.
 fit_json=$(python3 - "$tmp/fit/report.json" <<'PY'
 import json, sys
