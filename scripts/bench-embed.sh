@@ -68,10 +68,12 @@ embed_line() {
     last=$(tail -n 1 "$1")
     python3 - "$last" <<'PY' || return 1
 import re, sys
-m = re.fullmatch(r"\s*embedded (\d+) items in ([0-9.eE+-]+) s \(([0-9.eE+-]+) items/s\)\s*", sys.argv[1])
+# A cached run says "(all N cached)" instead of a rate: its rate is printed as 0.
+m = re.fullmatch(r"\s*embedded (\d+) items in ([0-9.eE+-]+) s \((?:([0-9.eE+-]+) items/s|all \d+ cached)\)\s*",
+                 sys.argv[1])
 if not m:
     sys.exit(1)
-print(m.group(1), m.group(2), m.group(3))
+print(m.group(1), m.group(2), m.group(3) or 0)
 PY
 }
 

@@ -7,13 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Reading or writing a file failed. The message says what happened (`no such file: PATH`);
+    /// the I/O error is part of it and not repeated as a separate cause.
+    #[error("{}", io_message(path, err))]
+    Io { path: PathBuf, err: std::io::Error },
     /// A data file (CSV, image folder) is malformed.
     #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Data {
@@ -45,13 +42,24 @@ pub enum Error {
     Invalid(String),
 }
 
+/// `no such file: PATH`, `permission denied: PATH`, else `PATH: <the OS's message>`.
+fn io_message(path: &std::path::Path, err: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let p = path.display();
+    match err.kind() {
+        ErrorKind::NotFound => format!("no such file: {p}"),
+        ErrorKind::PermissionDenied => format!("permission denied: {p}"),
+        _ => format!("{p}: {err}"),
+    }
+}
+
 /// Shorthand used throughout the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// An I/O error about `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
 
     /// A data error at a given 1-based line of `path`.
@@ -67,5 +75,23 @@ impl Error {
     /// An ONNX error about `what` (a file or a tensor).
     pub fn onnx(what: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Onnx { what: what.into(), msg: msg.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn io_errors_name_the_file_once_and_have_no_repeated_cause() {
+        let e = Error::io("a/b.onnx", std::io::Error::from(ErrorKind::NotFound));
+        assert_eq!(e.to_string(), "no such file: a/b.onnx");
+        assert!(e.source().is_none(), "the cause is in the message; a chain would print it twice");
+        let e = Error::io("x", std::io::Error::new(ErrorKind::Other, "disk on fire"));
+        assert_eq!(e.to_string(), "x: disk on fire");
+        assert!(e.source().is_none());
     }
 }

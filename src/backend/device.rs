@@ -9,7 +9,7 @@ use crate::{Error, Result};
 /// What the user asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceRequest {
-    /// CUDA device 0 when it works, else the CPU with one warning.
+    /// CUDA device 0 when it works, else the CPU, silently (falling back is what `auto` means).
     #[default]
     Auto,
     Cpu,
@@ -50,27 +50,25 @@ impl fmt::Display for Device {
     }
 }
 
-/// The chosen device, and the warning to print when `auto` fell back to the CPU.
+/// The chosen device, and why `auto` did not choose CUDA. That reason is not a warning: falling
+/// back is what `auto` means, and an explicit `cuda` that cannot be used is an error instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
     pub device: Device,
-    pub warning: Option<String>,
+    pub cuda_unavailable: Option<String>,
 }
 
 /// Chooses a device. `try_cuda(n)` attempts to set up CUDA device `n` and says why it cannot.
 pub fn select(request: DeviceRequest, try_cuda: impl FnOnce(u32) -> Result<(), String>) -> Result<Selection> {
     match request {
-        DeviceRequest::Cpu => Ok(Selection { device: Device::Cpu, warning: None }),
+        DeviceRequest::Cpu => Ok(Selection { device: Device::Cpu, cuda_unavailable: None }),
         DeviceRequest::Cuda(n) => match try_cuda(n) {
-            Ok(()) => Ok(Selection { device: Device::Cuda(n), warning: None }),
+            Ok(()) => Ok(Selection { device: Device::Cuda(n), cuda_unavailable: None }),
             Err(why) => Err(Error::Backend { backend: "ort", msg: format!("--device cuda:{n} is not usable: {why}") }),
         },
         DeviceRequest::Auto => Ok(match try_cuda(0) {
-            Ok(()) => Selection { device: Device::Cuda(0), warning: None },
-            Err(why) => Selection {
-                device: Device::Cpu,
-                warning: Some(format!("warning: CUDA is not available ({}); running on the CPU", short(&why))),
-            },
+            Ok(()) => Selection { device: Device::Cuda(0), cuda_unavailable: None },
+            Err(why) => Selection { device: Device::Cpu, cuda_unavailable: Some(short(&why)) },
         }),
     }
 }
@@ -99,18 +97,15 @@ mod tests {
     }
 
     #[test]
-    fn auto_falls_back_with_one_warning() {
+    fn auto_falls_back_to_the_cpu_and_keeps_the_reason() {
         let s = select(DeviceRequest::Auto, |_| Err("no CUDA provider in this build".into())).unwrap();
         assert_eq!(s.device, Device::Cpu);
-        assert!(s.warning.unwrap().contains("no CUDA provider"));
+        assert!(s.cuda_unavailable.unwrap().contains("no CUDA provider"));
         let long = "/src/provider_bridge_ort.cc:2043 [ONNXRuntimeError] : FAIL : Failed to load library x.so with error: libcublasLt.so.13: cannot open shared object file\n";
         let s = select(DeviceRequest::Auto, |_| Err(long.into())).unwrap();
-        assert_eq!(
-            s.warning.unwrap(),
-            "warning: CUDA is not available (libcublasLt.so.13: cannot open shared object file); running on the CPU"
-        );
+        assert_eq!(s.cuda_unavailable.unwrap(), "libcublasLt.so.13: cannot open shared object file");
         let s = select(DeviceRequest::Auto, |n| if n == 0 { Ok(()) } else { Err("?".into()) }).unwrap();
-        assert_eq!(s, Selection { device: Device::Cuda(0), warning: None });
+        assert_eq!(s, Selection { device: Device::Cuda(0), cuda_unavailable: None });
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub fn tract(path: &Path) -> Result<Box<dyn Backend>> {
 /// Which engine `--backend` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum BackendKind {
-    /// ONNX Runtime when it can be loaded, else tract (with a warning).
+    /// ONNX Runtime when it can be loaded, else tract (with a `log` warning).
     #[default]
     Auto,
     Ort,
@@ -122,7 +122,8 @@ pub struct EngineOptions {
     pub ort: OrtOptions,
 }
 
-/// Loads `path` on the engine `opts` asks for.
+/// Loads `path` on the engine `opts` asks for. `auto` falling back to tract is reported through
+/// the `log` facade (warning), never printed.
 pub fn open(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Backend>> {
     match opts.backend {
         BackendKind::Tract => tract(path),
@@ -130,7 +131,7 @@ pub fn open(path: &Path, opts: &EngineOptions) -> Result<Box<dyn Backend>> {
         BackendKind::Auto => match self::ort::init(opts.ort.device != DeviceRequest::Cpu) {
             Ok(_) => Ok(Box::new(OrtBackend::load(path, &opts.ort)?)),
             Err(e) => {
-                eprintln!("warning: {e}; using tract");
+                log::warn!("{e}; using tract");
                 tract(path)
             }
         },

@@ -69,11 +69,16 @@ struct Runtime {
     env: ort::environment::Environment,
 }
 
+/// The process's one runtime, or why it cannot be loaded (the message of an `ort` backend error,
+/// without the `ort: ` that its `Display` adds).
 static RUNTIME: OnceLock<std::result::Result<Runtime, String>> = OnceLock::new();
 
 fn runtime(want_gpu: bool) -> Result<&'static Runtime> {
     let rt = RUNTIME.get_or_init(|| {
-        let library = find_library(want_gpu).map_err(|e| e.to_string())?;
+        let library = find_library(want_gpu).map_err(|e| match e {
+            Error::Backend { msg, .. } => msg,
+            other => other.to_string(),
+        })?;
         let builder = ort::init_from(&library)
             .map_err(|e| format!("ONNX Runtime could not be loaded from {}: {e}; {INSTALL_HINT}", library.display()))?;
         let env = builder.with_name("graft").build().map_err(|e| format!("ONNX Runtime environment: {e}"))?;
@@ -141,8 +146,6 @@ fn info(outlets: &[ort::value::Outlet]) -> Vec<TensorInfo> {
         .collect()
 }
 
-static WARNED: OnceLock<()> = OnceLock::new();
-
 impl OrtBackend {
     /// Loads the model at `path` on the requested device.
     pub fn load(path: &Path, opts: &OrtOptions) -> Result<Self> {
@@ -157,8 +160,8 @@ impl OrtBackend {
             cuda_session = Some(open(env, path, Device::Cuda(n), opts.threads)?);
             Ok(())
         })?;
-        if let Some(w) = selection.warning {
-            WARNED.get_or_init(|| eprintln!("{w}"));
+        if let Some(why) = &selection.cuda_unavailable {
+            log::debug!("--device auto: CUDA is not available ({why}); running on the CPU");
         }
         let session = match cuda_session {
             Some(s) => s,

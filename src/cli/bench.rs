@@ -13,6 +13,7 @@ use super::engine::EngineArgs;
 pub struct BenchArgs {
     /// Model file or hf://ORG/NAME/PATH[@REV].
     model: String,
+    /// Batch size (the value of every symbolic dimension).
     #[arg(long, default_value_t = 32)]
     batch: usize,
     /// Timed runs.

@@ -49,6 +49,7 @@ pub struct EmbedArgs {
     /// Recompute everything and keep nothing.
     #[arg(long)]
     no_cache: bool,
+    /// No progress output.
     #[arg(long, short)]
     quiet: bool,
     #[command(flatten)]
@@ -101,12 +102,27 @@ fn write(
     labels: &[f32],
     metadata: HashMap<String, String>,
 ) -> anyhow::Result<ExitCode> {
+    for w in &emb.warnings {
+        eprintln!("warning: {w}");
+    }
     let file =
         FeatureFile { features: emb.features.clone(), labels: emb.rows.iter().map(|&i| labels[i]).collect(), metadata };
     file.save(&args.out)?;
     println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
-    println!("embedded {} items in {:.2} s ({:.1} items/s)", emb.rows.len(), emb.seconds, emb.rate());
+    println!("{}", summary(emb.rows.len(), emb.computed, emb.seconds));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The closing line: `embedded N items in S s (R items/s)`, where the rate counts only the items
+/// embedded now; a run served from the cache says so instead of quoting a cache-read rate.
+fn summary(items: usize, computed: usize, seconds: f64) -> String {
+    let rate = computed as f64 / seconds.max(1e-9);
+    let how = match items - computed.min(items) {
+        0 => format!("{rate:.1} items/s"),
+        cached if computed == 0 => format!("all {cached} cached"),
+        cached => format!("{computed} new at {rate:.1} items/s, {cached} cached"),
+    };
+    format!("embedded {items} items in {seconds:.2} s ({how})")
 }
 
 fn embed_text(
@@ -138,4 +154,17 @@ fn embed_text(
         ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
     ]);
     write(args, emb, &labels, metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn a_cached_run_says_so_instead_of_a_rate() {
+        assert_eq!(summary(2000, 0, 0.0465), "embedded 2000 items in 0.05 s (all 2000 cached)");
+        assert_eq!(summary(2000, 2000, 4.0), "embedded 2000 items in 4.00 s (500.0 items/s)");
+        assert_eq!(summary(2000, 500, 1.0), "embedded 2000 items in 1.00 s (500 new at 500.0 items/s, 1500 cached)");
+        assert_eq!(summary(0, 0, 0.01), "embedded 0 items in 0.01 s (0.0 items/s)");
+    }
 }

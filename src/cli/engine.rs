@@ -15,7 +15,8 @@ pub struct EngineArgs {
     pub threads: Option<usize>,
 }
 
-fn parse<T: std::str::FromStr<Err = graft::Error>>(s: &str) -> Result<T, String> {
+/// clap's parser for graft's `FromStr` types.
+pub fn parse<T: std::str::FromStr<Err = graft::Error>>(s: &str) -> Result<T, String> {
     s.parse().map_err(|e: graft::Error| e.to_string())
 }
 

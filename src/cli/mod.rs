@@ -6,7 +6,9 @@ mod embed;
 mod engine;
 mod fit;
 mod inspect;
+mod logger;
 mod predict;
+mod progress;
 mod pull;
 mod verify;
 
@@ -42,8 +44,10 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command; the library's `log` warnings and its progress go to stderr.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    logger::install();
+    progress::install();
     match cli.command {
         Command::Fit(a) => fit::run(a),
         Command::Predict(a) => predict::run(a),
@@ -53,5 +57,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cut(a) => cut::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_argument_has_help() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" {
+                    continue;
+                }
+                assert!(arg.get_help().is_some(), "`graft {} --{id}` has no help text", sub.get_name());
+            }
+        }
     }
 }

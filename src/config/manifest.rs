@@ -12,7 +12,7 @@ use crate::{Error, Result};
 pub struct Manifest {
     pub name: String,
     pub kind: BackboneKind,
-    /// Local path or `hf://ORG/NAME/PATH[@REV]`.
+    /// Local path (relative to the manifest's folder) or `hf://ORG/NAME/PATH[@REV]`.
     pub source: String,
     /// Expected sha256 of the model file.
     #[serde(default)]
@@ -101,7 +101,13 @@ impl Manifest {
             let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
             Error::config(format!("{}:{line}", path.display()), e.message().to_string())
         })?;
-        m.build().map_err(|e| Error::config(path.display().to_string(), e.to_string()))
+        let mut m = m.build().map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+        if !m.source.starts_with("hf://") {
+            // A local source is relative to the manifest's folder, like a pipeline's paths.
+            m.source =
+                super::resolve(path.parent().unwrap_or(Path::new("")), Path::new(&m.source)).display().to_string();
+        }
+        Ok(m)
     }
 
     fn locate(name_or_path: &str) -> Result<PathBuf> {

@@ -1,7 +1,10 @@
 //! Pipeline TOML: `data`, `model`, `train` and `validation` sections, `--set key=value` overrides,
 //! and validation of the result. Unknown keys are errors that name their line.
 //!
-//! Relative paths in a pipeline are resolved against the current working directory.
+//! Relative paths written in a pipeline file (`data.path`, `backbone.path`, `backbone.cache`, and
+//! `backbone.manifest` when it is a path) are resolved against the file's own folder, as Cargo and
+//! Compose do, so a pipeline runs the same from any folder; a path given with `--set` is relative
+//! to the current folder.
 
 pub mod manifest;
 mod overrides;
@@ -268,14 +271,22 @@ pub enum ValidationMethod {
 
 impl PipelineConfig {
     /// Reads a pipeline file and applies `overrides` (`key=value`, TOML values; bare words are
-    /// strings), then validates.
+    /// strings), then validates. Relative paths in the file are resolved against its folder; those
+    /// given in `overrides` stay relative to the current folder.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::parse(&text, &path.display().to_string(), overrides)
+        let base = path.parent().unwrap_or(Path::new(""));
+        Self::parse_in(&text, &path.display().to_string(), base, overrides)
     }
 
-    /// Like [`PipelineConfig::load`] from text; `origin` names it in errors.
+    /// Like [`PipelineConfig::load`] from text; `origin` names it in errors. Relative paths stay
+    /// relative to the current folder.
     pub fn parse(text: &str, origin: &str, overrides: &[String]) -> Result<Self> {
+        Self::parse_in(text, origin, Path::new(""), overrides)
+    }
+
+    /// Like [`PipelineConfig::parse`], resolving the text's relative paths against `base`.
+    pub fn parse_in(text: &str, origin: &str, base: &Path, overrides: &[String]) -> Result<Self> {
         let located = |e: toml::de::Error| {
             let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
             let at = line.map(|l| format!("{origin}:{l}")).unwrap_or_else(|| origin.to_string());
@@ -283,7 +294,8 @@ impl PipelineConfig {
         };
         let mut value: toml::Value = toml::from_str(text).map_err(located)?;
         let cfg: PipelineConfig = toml::from_str(text).map_err(located)?;
-        let mut cfg = cfg.build().map_err(|e| relabel(e, origin))?;
+        let mut cfg = cfg.resolve_paths(base).build().map_err(|e| relabel(e, origin))?;
+        resolve_value_paths(&mut value, base);
         for o in overrides {
             apply_override(&mut value, o)?;
             cfg = value
@@ -360,6 +372,66 @@ impl PipelineConfig {
         })?;
         Ok(self)
     }
+}
+
+impl PipelineConfig {
+    /// Resolves the relative paths of the pipeline against `base` (see the module docs).
+    fn resolve_paths(mut self, base: &Path) -> Self {
+        self.data.path = resolve(base, &self.data.path);
+        if let Some(b) = &mut self.backbone {
+            b.path = b.path.as_deref().map(|p| resolve(base, p));
+            b.cache = b.cache.as_deref().map(|p| resolve(base, p));
+            if manifest_is_path(&b.manifest) {
+                b.manifest = resolve(base, Path::new(&b.manifest)).display().to_string();
+            }
+        }
+        self
+    }
+}
+
+/// [`PipelineConfig::resolve_paths`] on the TOML document that `--set` overrides are applied to,
+/// so that the file's paths are resolved and the overrides' are not.
+fn resolve_value_paths(doc: &mut toml::Value, base: &Path) {
+    let mut fix = |section: &str, key: &str, only_paths: bool| {
+        let Some(toml::Value::String(s)) = doc.get_mut(section).and_then(|t| t.get_mut(key)) else { return };
+        if !only_paths || manifest_is_path(s) {
+            *s = resolve(base, Path::new(s.as_str())).display().to_string();
+        }
+    };
+    fix("data", "path", false);
+    fix("backbone", "path", false);
+    fix("backbone", "cache", false);
+    fix("backbone", "manifest", true);
+}
+
+/// A manifest given as a path (`models/x.toml`, `../m.toml`) rather than a name (`x`).
+fn manifest_is_path(reference: &str) -> bool {
+    let p = Path::new(reference);
+    p.extension().is_some_and(|e| e == "toml") || p.components().count() > 1
+}
+
+/// `path` relative to `base` (absolute paths are kept), with `.` and `..` folded lexically so that
+/// `pipelines/../data.csv` reads `data.csv`.
+pub fn resolve(base: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    let mut out: Vec<Component> = Vec::new();
+    for c in base.components().chain(path.components()) {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::ParentDir if matches!(out.last(), Some(Component::RootDir | Component::Prefix(_))) => {}
+            c => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 fn relabel(e: Error, origin: &str) -> Error {

@@ -63,3 +63,57 @@ fn bad_overrides_are_named() {
         assert!(err.contains(expected), "{set}: {err}");
     }
 }
+
+#[test]
+fn paths_in_a_file_are_relative_to_its_folder_and_overrides_to_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelines").join("p.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let text = IRIS.replace("path = \"iris.csv\"", "path = \"../data/iris.csv\"")
+        + "[backbone]\nmanifest = \"../models/m.toml\"\npath = \"m.onnx\"\ncache = \"/abs/cache\"\n";
+    std::fs::write(&file, text).unwrap();
+    let cfg = PipelineConfig::load(&file, &[]).unwrap();
+    assert_eq!(cfg.data.path, dir.path().join("data/iris.csv"));
+    let b = cfg.backbone.unwrap();
+    assert_eq!(Path::new(&b.manifest), dir.path().join("models/m.toml"));
+    assert_eq!(b.path.unwrap(), dir.path().join("pipelines/m.onnx"));
+    assert_eq!(b.cache.unwrap(), PathBuf::from("/abs/cache"));
+
+    let sets = ["data.path=other.csv", "train.epochs=3"].map(String::from);
+    let cfg = PipelineConfig::load(&file, &sets).unwrap();
+    assert_eq!(cfg.data.path, PathBuf::from("other.csv"));
+    assert_eq!(cfg.backbone.unwrap().path.unwrap(), dir.path().join("pipelines/m.onnx"));
+    let cfg = PipelineConfig::load(&file, &["train.epochs=3".to_string()]).unwrap();
+    assert_eq!(cfg.data.path, dir.path().join("data/iris.csv"), "a later override keeps the file's paths");
+}
+
+#[test]
+fn a_manifest_name_is_not_a_path() {
+    let text = IRIS.to_string() + "[backbone]\nmanifest = \"efficientnet-lite0\"\n";
+    let cfg = PipelineConfig::parse_in(&text, "p.toml", Path::new("pipelines"), &[]).unwrap();
+    assert_eq!(cfg.backbone.unwrap().manifest, "efficientnet-lite0");
+    assert_eq!(cfg.data.path, PathBuf::from("pipelines/iris.csv"));
+}
+
+#[test]
+fn resolve_folds_dots_lexically() {
+    assert_eq!(resolve(Path::new("pipelines"), Path::new("../../shared/a.csv")), PathBuf::from("../shared/a.csv"));
+    assert_eq!(resolve(Path::new(""), Path::new("./a.csv")), PathBuf::from("a.csv"));
+    assert_eq!(resolve(Path::new("/r/pipelines"), Path::new("../x/./a.csv")), PathBuf::from("/r/x/a.csv"));
+    assert_eq!(resolve(Path::new("/"), Path::new("../a.csv")), PathBuf::from("/a.csv"));
+    assert_eq!(resolve(Path::new("p"), Path::new("/abs.csv")), PathBuf::from("/abs.csv"));
+    assert_eq!(resolve(Path::new("p"), Path::new("..")), PathBuf::from("."));
+}
+
+#[test]
+fn shipped_pipelines_load_from_any_folder() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for name in ["iris", "cats-vs-dogs", "who-said-it-lstm", "who-said-it-bert"] {
+        let cfg = PipelineConfig::load(&root.join("pipelines").join(format!("{name}.toml")), &[]).unwrap();
+        assert!(cfg.data.path.exists(), "{name}: {}", cfg.data.path.display());
+        if let Some(b) = cfg.backbone {
+            assert!(Path::new(&b.manifest).is_file(), "{name}: {}", b.manifest);
+            assert!(b.path.unwrap().is_file(), "{name}");
+        }
+    }
+}

@@ -20,8 +20,16 @@ pub const OPSET: i64 = 17;
 /// Reads and decodes an ONNX model file.
 pub fn load(path: &Path) -> Result<pb::ModelProto> {
     let bytes = io::read(path)?;
-    pb::ModelProto::decode(bytes.as_slice())
-        .map_err(|e| Error::onnx(path.display().to_string(), format!("not a valid ONNX model: {e}")))
+    let what = || path.display().to_string();
+    if bytes.is_empty() {
+        return Err(Error::onnx(what(), "the file is empty (0 bytes), not an ONNX model"));
+    }
+    let model = pb::ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::onnx(what(), format!("not a valid ONNX model: {e}")))?;
+    if model.graph.is_none() {
+        return Err(Error::onnx(what(), format!("not an ONNX model: {} bytes that hold no graph", bytes.len())));
+    }
+    Ok(model)
 }
 
 /// Encodes and writes an ONNX model, atomically.

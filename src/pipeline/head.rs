@@ -12,7 +12,7 @@ use crate::data::{stratified_kfold, stratified_split, Dataset, Labels};
 use crate::nn::{LayerSpec, Sequential};
 use crate::rng::Rng;
 use crate::train::metrics::{self, Metrics};
-use crate::train::{self, plot, EpochRecord, FitOutcome, Session};
+use crate::train::{self, plot, FitOutcome, Session};
 use crate::verify::Verification;
 use crate::{io, Result};
 
@@ -23,8 +23,8 @@ pub struct HeadRun {
     /// Its training run.
     pub outcome: FitOutcome,
     pub folds: Vec<FoldResult>,
-    /// Named histories to plot.
-    pub curves: Vec<(String, Vec<EpochRecord>)>,
+    /// Histories to plot.
+    pub curves: Vec<plot::Curve>,
     /// Seconds in training loops, all runs.
     pub train_seconds: f64,
     /// `out-of-fold`, `holdout` or `train`.
@@ -137,10 +137,8 @@ pub fn train_head_with(
             }
             let (model, outcome) =
                 train_one(data, (&all, None), (arch, bucket), &final_cfg, classes, (rng.fork(1000), "final"), session)?;
-            let curves = vec![
-                (format!("{} folds, mean", folds.len()), train::mean_history(&histories)),
-                ("final".into(), outcome.history.clone()),
-            ];
+            let mut curves = plot::kfold_curves(&histories);
+            curves.push(plot::Curve::new("final", outcome.history.clone()));
             Ok(HeadRun {
                 train_seconds: seconds + outcome.seconds,
                 model,
@@ -165,7 +163,7 @@ pub fn train_head_with(
             let eval_proba = train::predict_with(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 1024, bucket);
             Ok(HeadRun {
                 train_seconds: outcome.seconds,
-                curves: vec![(run.into(), outcome.history.clone())],
+                curves: vec![plot::Curve::new(run, outcome.history.clone())],
                 model,
                 outcome,
                 folds: Vec::new(),
@@ -193,7 +191,7 @@ pub struct Finish<'a> {
 
 /// Writes `curves.png`, `confusion.png` and `report.json`; returns the report.
 pub fn finish(run: &HeadRun, f: Finish) -> Result<Report> {
-    write_curves(&f.out.join("curves.png"), &f.cfg.name, &run.curves)?;
+    plot::learning_curves(&f.out.join("curves.png"), &f.cfg.name, &run.curves)?;
     let title = format!("{} — {}", f.cfg.name, run.evaluated_on);
     plot::confusion(&f.out.join("confusion.png"), &title, &f.labels.0, &f.metrics.confusion)?;
     let mut outputs = f.outputs;
@@ -221,22 +219,4 @@ pub fn finish(run: &HeadRun, f: Finish) -> Result<Report> {
     };
     io::write_json(&f.out.join("report.json"), &report)?;
     Ok(report)
-}
-
-fn write_curves(path: &Path, name: &str, runs: &[(String, Vec<EpochRecord>)]) -> Result<()> {
-    let series = |f: &dyn Fn(&EpochRecord) -> Option<f32>, suffix: &str, dashed: bool| {
-        runs.iter()
-            .filter(|(_, h)| h.iter().any(|r| f(r).is_some()))
-            .map(|(run, h)| plot::Series {
-                name: format!("{run} {suffix}"),
-                points: h.iter().filter_map(|r| f(r).map(|v| (r.epoch as f32, v))).collect(),
-                dashed,
-            })
-            .collect::<Vec<_>>()
-    };
-    let mut loss = series(&|r| Some(r.loss), "train", false);
-    loss.extend(series(&|r| r.val_loss, "val", true));
-    let mut acc = series(&|r| Some(r.accuracy), "train", false);
-    acc.extend(series(&|r| r.val_accuracy, "val", true));
-    plot::curves(path, &format!("{name}: learning curves"), &loss, &acc)
 }

@@ -41,6 +41,68 @@ impl Prediction {
     }
 }
 
+/// What a model of `task` predicts on, for messages.
+pub fn accepts(task: &str) -> &'static str {
+    match task {
+        "tabular" => "one CSV of numeric features",
+        "image" => "image files and folders of images",
+        "text" => "a CSV with a text column (--text-column, default `text`) and/or --text \"...\"",
+        _ => "inputs of a task this graft does not know",
+    }
+}
+
+/// `a tabular`, `an image`.
+fn a(task: &str) -> String {
+    let vowel = task.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {task}", if vowel { "an" } else { "a" })
+}
+
+/// What kind of input a path looks like, by its name (folders by the file system).
+fn kind_of(p: &Path) -> Option<&'static str> {
+    if p.is_dir() {
+        return Some("a folder");
+    }
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" | "png" | "webp" | "gif" | "bmp" | "tif" | "tiff" => Some("an image"),
+        "csv" | "tsv" | "txt" => Some("a CSV"),
+        _ => None,
+    }
+}
+
+/// Checks, before anything runs, that `inputs` (paths) and `texts` (`--text` values) can be
+/// predicted by the `task` model at `model`: an error names the model's task and what it takes.
+pub fn check_inputs(model: &Path, task: &str, inputs: &[std::path::PathBuf], texts: usize) -> Result<()> {
+    let refuse = |what: String| {
+        Error::Invalid(format!("{} is {} model: it predicts {}, not {what}", model.display(), a(task), accepts(task)))
+    };
+    if inputs.is_empty() && texts == 0 {
+        return Err(Error::Invalid(format!(
+            "{}: nothing to predict: {} model predicts {}",
+            model.display(),
+            a(task),
+            accepts(task)
+        )));
+    }
+    if texts > 0 && task != "text" {
+        return Err(refuse("--text".into()));
+    }
+    let wrong = match task {
+        "image" => ["a CSV"].as_slice(),
+        "tabular" | "text" => ["a folder", "an image"].as_slice(),
+        _ => &[],
+    };
+    for p in inputs {
+        if let Some(k) = kind_of(p).filter(|k| wrong.contains(k)) {
+            return Err(refuse(format!("{} ({k})", p.display())));
+        }
+    }
+    if task != "image" && inputs.len() > 1 {
+        return Err(refuse(format!("{} files", inputs.len())));
+    }
+    Ok(())
+}
+
 /// Turns a probability matrix into predictions named by `ids`.
 ///
 /// # Shapes
@@ -183,4 +245,35 @@ pub fn texts(
         out.extend(to_predictions(proba.view(), chunk_ids.to_vec(), &meta));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn check(task: &str, inputs: &[&str], texts: usize) -> std::result::Result<(), String> {
+        let inputs: Vec<PathBuf> = inputs.iter().map(PathBuf::from).collect();
+        check_inputs(Path::new("m.onnx"), task, &inputs, texts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inputs_that_cannot_apply_are_refused_naming_the_task() {
+        let e = check("image", &["a.jpg"], 1).unwrap_err();
+        assert!(e.contains("m.onnx is an image model") && e.contains("not --text"), "{e}");
+        let e = check("tabular", &[], 2).unwrap_err();
+        assert!(e.contains("tabular model") && e.contains("--text"), "{e}");
+        let e = check("text", &["photo.JPG"], 0).unwrap_err();
+        assert!(e.contains("text model") && e.contains("--text") && e.contains("photo.JPG (an image)"), "{e}");
+        let e = check("image", &["rows.csv"], 0).unwrap_err();
+        assert!(e.contains("rows.csv (a CSV)"), "{e}");
+        let e = check("tabular", &["a.csv", "b.csv"], 0).unwrap_err();
+        assert!(e.contains("not 2 files"), "{e}");
+        let e = check("text", &[], 0).unwrap_err();
+        assert!(e.contains("nothing to predict") && e.contains("--text"), "{e}");
+        assert!(check("text", &["rows.csv"], 2).is_ok(), "a CSV and --text together");
+        assert!(check("image", &["a.jpg", "b.png"], 0).is_ok());
+        assert!(check("tabular", &["rows.csv"], 0).is_ok());
+    }
 }

@@ -7,7 +7,7 @@ pub mod callbacks;
 mod checkpoint;
 pub mod metrics;
 pub mod plot;
-mod progress;
+pub mod progress;
 
 pub use progress::{Progress, ProgressMode};
 
@@ -153,7 +153,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     }
 
     let mut progress = Progress::new(session.progress, run, cfg.epochs as u64, "epochs");
-    progress.advance(state.epoch as u64, String::new);
+    progress.resumed(state.epoch as u64);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut last_save = Instant::now();
     while state.epoch < cfg.epochs {
@@ -163,7 +163,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         rng.shuffle(&mut order);
         let batches = batches(&order, cfg.batch_size, lengths.as_deref(), &mut rng);
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
-        for idx in &batches {
+        for (b, idx) in batches.iter().enumerate() {
             let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
             let logits = model.forward(x, &mut Ctx::new(true, &mut rng));
@@ -207,6 +207,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         state.seconds += record.seconds;
         progress.advance(1, || describe(&record));
         state.history.push(record);
+            progress.within(b as u64 + 1, batches.len() as u64);
         if verdict == Verdict::Stop {
             state.stopped_early = true;
             break;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::{against, tabular_csv, Verification};
+use super::{against_on, tabular_csv, Verification};
 use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions, Value};
 use crate::export::ModelMeta;
 use crate::features::backbone::BackboneInfo;
@@ -17,13 +17,14 @@ use crate::{Error, Result};
 /// Examples compared at most (tract runs whole backbones).
 pub const MAX_EXAMPLES: usize = 32;
 
-/// Verifies the exported model at `model` on examples from `data` (a CSV, or images).
-pub fn verify_file(model: &Path, data: &Path) -> Result<Verification> {
+/// Verifies the exported model at `model` on examples from `data` (a CSV, or images), on the
+/// engines `kind` asks for (see [`super::engines_on`]).
+pub fn verify_file(model: &Path, data: &Path, kind: BackendKind) -> Result<Verification> {
     let meta = ModelMeta::read(model)?;
     match meta.task.as_str() {
-        "tabular" => tabular_csv(model, data),
-        "image" => image(model, data, &meta),
-        "text" => text(model, data, &meta),
+        "tabular" => tabular_csv(model, data, kind),
+        "image" => image(model, data, &meta, kind),
+        "text" => text(model, data, &meta, kind),
         other => Err(Error::Invalid(format!("{}: unknown task `{other}`", model.display()))),
     }
 }
@@ -51,7 +52,7 @@ fn backbone_part(model: &Path, tensor: &str, inputs: Vec<(String, Value)>) -> Re
     cpu_features(&path, inputs, tensor)
 }
 
-fn image(model: &Path, data: &Path, meta: &ModelMeta) -> Result<Verification> {
+fn image(model: &Path, data: &Path, meta: &ModelMeta, kind: BackendKind) -> Result<Verification> {
     let pre = meta.preprocess.clone().ok_or_else(|| Error::onnx(model.display().to_string(), "no graft.preprocess"))?;
     let proto = crate::onnx::load(model)?;
     let info: BackboneInfo = crate::onnx::metadata(&proto, crate::export::keys::BACKBONE)
@@ -72,10 +73,10 @@ fn image(model: &Path, data: &Path, meta: &ModelMeta) -> Result<Verification> {
     let features = backbone_part(model, &cut, inputs.clone())?;
     let features = crate::features::flatten_rows(features, &cut)?;
     let native = crate::train::predict(&mut head(model)?, &features.into_dyn(), 1024);
-    against(&native, model, &inputs)
+    against_on(kind, &native, model, &inputs)
 }
 
-fn text(model: &Path, data: &Path, meta: &ModelMeta) -> Result<Verification> {
+fn text(model: &Path, data: &Path, meta: &ModelMeta, kind: BackendKind) -> Result<Verification> {
     let (encoder, text) = crate::predict::text_encoder(model, meta)?;
     let opts = crate::data::TextOptions { text: "text".into(), label: None, skip_bad_rows: true };
     let table = crate::data::read_text_csv(data, &opts)?;
@@ -102,5 +103,5 @@ fn text(model: &Path, data: &Path, meta: &ModelMeta) -> Result<Verification> {
             crate::train::predict(&mut native_model, &pooled.into_dyn(), 1024)
         }
     };
-    against(&native, model, &inputs)
+    against_on(kind, &native, model, &inputs)
 }

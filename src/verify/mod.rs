@@ -7,7 +7,7 @@ pub use file::{cpu_features, verify_file};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Backend, DeviceRequest, OrtBackend, OrtOptions};
+use crate::backend::{Backend, BackendKind, DeviceRequest, OrtBackend, OrtOptions};
 use crate::train::metrics::argmax_rows;
 use crate::{Error, Result};
 
@@ -125,12 +125,25 @@ pub struct Engines {
 
 /// tract always; ONNX Runtime (CPU) when it can be loaded.
 pub fn engines(model: &std::path::Path) -> Result<Engines> {
-    let mut engines = vec![crate::backend::tract(model)?];
-    let mut skipped = Vec::new();
+    engines_on(model, BackendKind::Auto)
+}
+
+/// The engines `kind` asks for: `auto` is tract, and ONNX Runtime (CPU) when it can be loaded;
+/// `tract` or `ort` is that engine alone (an error when ONNX Runtime cannot be loaded).
+pub fn engines_on(model: &std::path::Path, kind: BackendKind) -> Result<Engines> {
     let cpu = OrtOptions { device: DeviceRequest::Cpu, threads: None };
-    match crate::backend::ort::init(false) {
-        Ok(_) => engines.push(Box::new(OrtBackend::load(model, &cpu)?)),
-        Err(e) => skipped.push(format!("ort: {e}")),
+    let mut engines: Vec<Box<dyn Backend>> = Vec::new();
+    let mut skipped = Vec::new();
+    if kind != BackendKind::Ort {
+        engines.push(crate::backend::tract(model)?);
+    }
+    match kind {
+        BackendKind::Ort => engines.push(Box::new(OrtBackend::load(model, &cpu)?)),
+        BackendKind::Auto => match crate::backend::ort::init(false) {
+            Ok(_) => engines.push(Box::new(OrtBackend::load(model, &cpu)?)),
+            Err(e) => skipped.push(e.to_string()),
+        },
+        BackendKind::Tract => skipped.push("ort: not asked for (--backend tract)".into()),
     }
     Ok(Engines { engines, skipped })
 }
@@ -141,7 +154,17 @@ pub fn against(
     model: &std::path::Path,
     inputs: &[(String, crate::backend::Value)],
 ) -> Result<Verification> {
-    let Engines { mut engines, skipped } = engines(model)?;
+    against_on(BackendKind::Auto, reference, model, inputs)
+}
+
+/// [`against`] on the engines of [`engines_on`]`(model, kind)`.
+pub fn against_on(
+    kind: BackendKind,
+    reference: &Array2<f32>,
+    model: &std::path::Path,
+    inputs: &[(String, crate::backend::Value)],
+) -> Result<Verification> {
+    let Engines { mut engines, skipped } = engines_on(model, kind)?;
     let mut checks = Vec::new();
     for engine in engines.iter_mut() {
         let got = engine.run_output(inputs.to_vec(), crate::export::OUTPUT)?;
@@ -164,7 +187,7 @@ pub fn tabular(model: &std::path::Path, x: &ndarray::ArrayD<f32>, native: &Array
 
 /// `graft verify MODEL --data CSV` for a tabular model: the native weights are read from
 /// `head.safetensors` beside the model, the rows from `csv` (its label column, if any, is ignored).
-pub fn tabular_csv(model: &std::path::Path, csv: &std::path::Path) -> Result<Verification> {
+pub fn tabular_csv(model: &std::path::Path, csv: &std::path::Path, kind: BackendKind) -> Result<Verification> {
     let meta = crate::export::ModelMeta::read(model)?;
     let features = meta
         .features
@@ -174,5 +197,6 @@ pub fn tabular_csv(model: &std::path::Path, csv: &std::path::Path) -> Result<Ver
     let head = model.with_file_name("head.safetensors");
     let (mut native, _) = crate::nn::Sequential::load(&head)?;
     let reference = crate::train::predict(&mut native, &table.x, 1024);
-    tabular(model, &table.x, &reference)
+    let inputs = vec![(crate::export::TABULAR_INPUT.to_string(), crate::backend::Value::F32(table.x))];
+    against_on(kind, &reference, model, &inputs)
 }

@@ -4,6 +4,7 @@
 //! need them fail with a clear message when it is missing.
 
 mod backends;
+mod cli;
 mod common;
 mod hub;
 mod images;
