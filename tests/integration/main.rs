@@ -8,5 +8,6 @@ mod cli;
 mod common;
 mod hub;
 mod images;
+mod paths;
 mod tabular;
 mod text;
