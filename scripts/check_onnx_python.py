@@ -15,10 +15,10 @@ from the model's own metadata (onnxruntime's get_modelmeta().custom_metadata_map
                       dtype   "f32" (normalised float32) or "u8" (raw uint8 pixels, no
                               normalisation; mean/std are then ignored)
 Images: Pillow open -> EXIF orientation (ImageOps.exif_transpose) -> RGB -> resize (BILINEAR) as
-above. Texts: the tokenizer.json given with --tokenizer, its fixed padding turned off, padded to
-the longest text of each batch (to max_length when graft.text says fixed_padding), truncated at
---max-length (128, or `max_length` from graft.text when present); inputs input_ids and attention_mask (and token_type_ids when the
-model has it), int64.
+above. Texts: the tokenizer.json given with --tokenizer, padding turned off, truncated at
+--max-length (128, or `max_length` from graft.text when present); each text is run ALONE, unpadded
+(a batch of one; an empty text is one padding token with attention 0), as a deployment feeds a single
+sentence; inputs input_ids and attention_mask (and token_type_ids when the model has it), int64.
 
 The output read is `probabilities` (or the model's only output): it must be [N, len(labels)],
 finite, with rows summing to 1.
@@ -26,9 +26,15 @@ finite, with rows summing to 1.
 Usage:
   check_onnx_python.py --model M.onnx --images DIR_OR_FILE [...]
   check_onnx_python.py --model M.onnx --texts "a" "b" --tokenizer tokenizer.json
+  check_onnx_python.py --model M.onnx --texts-csv data.csv [--text-column text] --tokenizer tokenizer.json
 Prints one JSON line per input, in input order (folders: sorted paths, recursively):
   {"id": path | 1-based text number, "label": best label, "probabilities": {label: p}}
 Exits non-zero (2) with a message on stderr on any problem.
+
+With --compare-graft GRAFT (texts only), the same texts also go through `GRAFT predict --json
+--device cpu` (batched and padded as graft pads them); the labels must agree on every text. A
+summary goes to stderr ("labels agree with graft predict on N/N texts; max |dp| ..."); exits 1 when
+any label differs.
 
 Needs: python3 -m pip install onnxruntime==1.32.0 pillow tokenizers numpy
 (checked on Python 3.11.7 with onnxruntime 1.32.0, pillow 13.0.0, tokenizers 0.23.3, numpy 2.4.6).
@@ -54,13 +60,32 @@ def parse_args():
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--images", nargs="+", metavar="DIR_OR_FILE", help="image files or folders")
     what.add_argument("--texts", nargs="+", metavar="TEXT", help="texts to classify")
-    p.add_argument("--tokenizer", help="tokenizer.json (required with --texts)")
+    what.add_argument("--texts-csv", metavar="CSV", help="a CSV whose --text-column holds the texts")
+    p.add_argument("--text-column", default="text", help="the text column of --texts-csv (default: text)")
+    p.add_argument("--tokenizer", help="tokenizer.json (required with texts)")
+    p.add_argument("--compare-graft", metavar="GRAFT",
+                   help="graft binary: compare labels with `graft predict` on the same texts")
     p.add_argument("--max-length", type=int, default=None,
                    help="text truncation (default: graft.preprocess max_length, else 128)")
     args = p.parse_args()
-    if args.texts is not None and not args.tokenizer:
-        p.error("--texts needs --tokenizer tokenizer.json")
+    if args.images is None and not args.tokenizer:
+        p.error("texts need --tokenizer tokenizer.json")
+    if args.images is not None and args.compare_graft:
+        p.error("--compare-graft compares texts only")
     return args
+
+
+def read_csv_texts(path, column):
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if column not in (reader.fieldnames or []):
+                raise CheckError(f"{path}: no column {column!r} (columns: {reader.fieldnames})")
+            return [row[column] for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CheckError(f"{path}: cannot read CSV: {e}") from e
 
 
 # -------------------------------------------------------------- metadata ----
@@ -183,7 +208,8 @@ def predict_images(sess, items, pre):
 
 
 # ----------------------------------------------------------------- texts ----
-def predict_texts(sess, texts, tokenizer_path, max_length, fixed_padding=False):
+def predict_texts(sess, texts, tokenizer_path, max_length):
+    """Each text alone: a batch of one, unpadded."""
     import numpy as np
     from tokenizers import Tokenizer
 
@@ -193,11 +219,6 @@ def predict_texts(sess, texts, tokenizer_path, max_length, fixed_padding=False):
         raise CheckError(f"{tokenizer_path}: cannot load tokenizer: {e}") from e
     tok.no_padding()
     pad_id = tok.token_to_id("[PAD]")
-    pad_token = "[PAD]" if pad_id is not None else (tok.id_to_token(0) or "[PAD]")
-    # graft.text.fixed_padding: every batch padded to max_length (bidirectional LSTMs), else to
-    # its longest text.
-    tok.enable_padding(pad_id=pad_id if pad_id is not None else 0, pad_token=pad_token,
-                       length=max_length if fixed_padding else None)
     tok.enable_truncation(max_length=max_length)
 
     names = [i.name for i in sess.get_inputs()]
@@ -207,16 +228,41 @@ def predict_texts(sess, texts, tokenizer_path, max_length, fixed_padding=False):
     extra = [n for n in names if n not in ("input_ids", "attention_mask", "token_type_ids")]
     if extra:
         raise CheckError(f"unexpected model inputs {extra}")
-    for start in range(0, len(texts), BATCH):
-        enc = tok.encode_batch(texts[start:start + BATCH])
+    for i, text in enumerate(texts):
+        e = tok.encode(text)
+        ids, mask, types = e.ids, e.attention_mask, e.type_ids
+        if not ids:
+            # An empty text: one padding token that nothing attends to (what graft feeds).
+            ids, mask, types = [pad_id if pad_id is not None else 0], [0], [0]
         feed = {
-            "input_ids": np.array([e.ids for e in enc], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64),
+            "input_ids": np.array([ids], dtype=np.int64),
+            "attention_mask": np.array([mask], dtype=np.int64),
         }
         if "token_type_ids" in names:
-            feed["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
-        ids = [str(i) for i in range(start + 1, start + len(enc) + 1)]
-        yield ids, run(sess, feed)
+            feed["token_type_ids"] = np.array([types], dtype=np.int64)
+        yield [str(i + 1)], run(sess, feed)
+
+
+def graft_predictions(graft, model, texts, csv_path, column):
+    """Labels and probabilities from `graft predict --json` on the same texts, in order."""
+    import subprocess
+
+    cmd = [graft, "predict", model, "--json", "--device", "cpu"]
+    if csv_path is not None:
+        cmd += [csv_path, "--text-column", column]
+    else:
+        for t in texts:
+            cmd += ["--text", t]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise CheckError(f"cannot run {graft}: {e}") from e
+    if out.returncode != 0:
+        raise CheckError(f"graft predict failed ({out.returncode}): {out.stderr.strip()}")
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    if len(rows) != len(texts):
+        raise CheckError(f"graft predict gave {len(rows)} predictions for {len(texts)} texts")
+    return rows
 
 
 # ------------------------------------------------------------------ main ----
@@ -259,6 +305,7 @@ def main():
         except Exception as e:  # noqa: BLE001
             raise CheckError(f"{args.model}: onnxruntime cannot load the model: {e}") from e
         labels, pre = read_meta(sess)
+        texts = None
         if args.images is not None:
             batches = predict_images(sess, args.images, pre)
         else:
@@ -272,16 +319,32 @@ def main():
                 max_length = text.get("max_length", (pre or {}).get("max_length", 128))
             if not isinstance(max_length, int) or max_length < 1:
                 raise CheckError(f"bad max length {max_length!r}")
-            batches = predict_texts(sess, args.texts, args.tokenizer, max_length,
-                                    bool(text.get("fixed_padding", False)))
+            texts = args.texts if args.texts is not None else read_csv_texts(args.texts_csv, args.text_column)
+            batches = predict_texts(sess, texts, args.tokenizer, max_length)
+        results = []
         for ids, probs in batches:
             check_probs(probs, len(ids), labels)
             for i, row in zip(ids, probs):
-                print(json.dumps({
+                result = {
                     "id": i,
                     "label": labels[int(row.argmax())],
                     "probabilities": {l: float(v) for l, v in zip(labels, row)},
-                }, ensure_ascii=False), flush=True)
+                }
+                results.append(result)
+                print(json.dumps(result, ensure_ascii=False), flush=True)
+        if args.compare_graft:
+            theirs = graft_predictions(args.compare_graft, args.model, texts, args.texts_csv, args.text_column)
+            differ = [k for k, (a, b) in enumerate(zip(results, theirs)) if a["label"] != b["label"]]
+            dp = max((abs(a["probabilities"][l] - b["probabilities"][l])
+                      for a, b in zip(results, theirs) for l in labels), default=0.0)
+            print(f"labels agree with graft predict on {len(texts) - len(differ)}/{len(texts)} texts "
+                  f"({100.0 * (len(texts) - len(differ)) / max(len(texts), 1):.2f}%); max |dp| {dp:.2e}",
+                  file=sys.stderr)
+            for k in differ[:10]:
+                print(f"  text {k + 1}: onnxruntime alone {results[k]['label']}, graft predict "
+                      f"{theirs[k]['label']} ({theirs[k]['id']})", file=sys.stderr)
+            if differ:
+                sys.exit(1)
     except CheckError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

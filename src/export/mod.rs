@@ -93,7 +93,10 @@ pub struct TextMeta {
     pub max_length: usize,
     /// The graph's inputs, in order.
     pub inputs: Vec<String>,
-    /// Pad every batch to `max_length` (bidirectional LSTMs) rather than to its longest text.
+    /// Pad every batch to `max_length` rather than to its longest text. Only older bidirectional
+    /// LSTM exports say `true` (their reverse direction read the padding); no longer written (the
+    /// LSTM is padding-invariant now), still honoured when read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fixed_padding: bool,
     /// The frozen encoder's output tensor inside the graph (encoder models).
     #[serde(default)]
@@ -130,6 +133,17 @@ mod tests {
     use crate::backend::{Backend, TractBackend, Value};
     use crate::nn::{Init, LayerSpec};
     use crate::rng::Rng;
+
+    /// `fixed_padding` is no longer written; older models that say `true` still read as such.
+    #[test]
+    fn fixed_padding_is_read_but_not_written() {
+        let meta = TextMeta { max_length: 8, inputs: vec![], fixed_padding: false, encoder_output: None };
+        let json = serde_json::to_string(&meta).unwrap();
+        assert!(!json.contains("fixed_padding"), "{json}");
+        assert_eq!(serde_json::from_str::<TextMeta>(&json).unwrap(), meta);
+        let old = r#"{"max_length":64,"inputs":["input_ids","attention_mask"],"fixed_padding":true}"#;
+        assert!(serde_json::from_str::<TextMeta>(old).unwrap().fixed_padding);
+    }
 
     /// Native model -> ONNX file -> tract gives the same probabilities.
     #[test]

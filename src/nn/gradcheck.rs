@@ -109,6 +109,17 @@ mod tests {
         check(&mut Lstm::new(3, 2, true, &mut Rng::new(12)), input(&[3, 4, 3], 13));
     }
 
+    /// Rows of different lengths (one empty) whose padding steps hold arbitrary values: the reverse
+    /// direction runs over each row's valid steps only, and its gradients follow.
+    #[test]
+    fn lstm_both_directions_with_lengths() {
+        let lengths = vec![4, 1, 0, 3];
+        for seed in [15, 16] {
+            let layer = &mut Lstm::new(3, 2, true, &mut Rng::new(14));
+            check_with(layer, input(&[4, 4, 3], seed), Some(lengths.clone()), true);
+        }
+    }
+
     #[test]
     fn masked_mean() {
         check_with(&mut MaskedMean::default(), input(&[3, 4, 2], 14), Some(vec![4, 2, 0]), true);

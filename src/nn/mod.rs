@@ -121,3 +121,5 @@ impl LayerSpec {
 
 #[cfg(test)]
 pub(crate) mod gradcheck;
+#[cfg(test)]
+mod onnx_tests;

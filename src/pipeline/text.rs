@@ -121,8 +121,8 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let train_texts: Vec<String> = training_rows(cfg, y)?.iter().map(|&i| table.texts[i].clone()).collect();
     let encoder = TextEncoder::train_word_level(&train_texts, l.vocab_size, l.lowercase, l.max_length)?;
     let sha = encoder.save(tokenizer_path)?;
-    let fixed = l.bidirectional;
-    // Stored padded to max_length; batches are cut to their longest text unless `fixed`.
+    // Stored padded to max_length; batches are cut to their longest text (the LSTM's outputs at a
+    // text's words ignore right padding, in both directions).
     let x = encoder.encode_fixed(texts)?.ids.mapv(|v| v as f32);
     let data = Dataset { x: x.into_dyn(), y: y.to_vec() };
     let vocab = encoder.vocab_size();
@@ -137,18 +137,18 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         specs.extend(dense_stack(cfg, width, classes));
         specs
     };
-    let mut run = train_head_with(cfg, &data, classes, &arch, !fixed, session)?;
+    let mut run = train_head_with(cfg, &data, classes, &arch, true, session)?;
     let text_meta = TextMeta {
         max_length: l.max_length,
         inputs: vec![INPUT_IDS.into(), ATTENTION_MASK.into()],
-        fixed_padding: fixed,
+        fixed_padding: false,
         encoder_output: None,
     };
     let meta = text_metadata(labels, &text_meta, &sha);
     let onnx = export::native_text_model(&run.model, classes, &meta)?;
     // Verification inputs: validation texts padded as predict pads them.
     let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS).map(|&i| texts[i]).collect();
-    let enc = if fixed { encoder.encode_fixed(&check)? } else { encoder.encode(&check)? };
+    let enc = encoder.encode(&check)?;
     let native = train::predict(&mut run.model, &enc.ids.mapv(|v| v as f32).into_dyn(), 1024);
     let inputs = enc.inputs(&text_meta.inputs)?;
     let summary = TextSummary {

@@ -84,6 +84,60 @@ fn lstm_route_trains_exports_and_runs_anywhere() {
     assert!(out.starts_with("line 2\t"), "{}", &out[..40]);
 }
 
+/// Runs `model` on `engine` for `enc`, optionally right-padded with zeros to `pad_to` columns.
+fn probabilities(
+    engine: &mut dyn graft::backend::Backend,
+    enc: &graft::preprocess::Encoded,
+    pad_to: Option<usize>,
+) -> ndarray::Array2<f32> {
+    let pad = |a: &ndarray::Array2<i64>| {
+        let (b, s) = a.dim();
+        let mut out = ndarray::Array2::<i64>::zeros((b, pad_to.unwrap_or(s).max(s)));
+        out.slice_mut(ndarray::s![.., ..s]).assign(a);
+        graft::backend::Value::I64(out.into_dyn())
+    };
+    let inputs = vec![("input_ids".to_string(), pad(&enc.ids)), ("attention_mask".to_string(), pad(&enc.mask))];
+    engine.run_output(inputs, "probabilities").unwrap().into_dimensionality().unwrap()
+}
+
+/// The bidirectional LSTM's reverse direction reads each row's own words only: a sentence gives the
+/// same probabilities alone (no padding), in a batch padded to its longest member and padded to
+/// 128, on tract and on ONNX Runtime.
+#[test]
+fn lstm_export_is_padding_invariant_on_tract_and_ort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = slice(tmp.path(), 200);
+    let run = tmp.path().join("lstm");
+    fit_pipeline(
+        "pipelines/who-said-it-lstm.toml",
+        &run,
+        &csv,
+        &tmp.path().join("cache"),
+        &["--set", "train.epochs=1", "--set", "validation.method=none"],
+    );
+    let model = run.join("model.onnx");
+    let encoder = graft::preprocess::TextEncoder::from_file(&run.join("tokenizer.json"), 64).unwrap();
+    let texts = [SAMPLES[0], "The raven croaked.", SAMPLES[3], SAMPLES[1]];
+    let ort = graft::backend::OrtOptions { device: graft::backend::DeviceRequest::Cpu, threads: Some(1) };
+    let engines: Vec<Box<dyn graft::backend::Backend>> = vec![
+        graft::backend::tract(&model).unwrap(),
+        Box::new(graft::backend::OrtBackend::load(&model, &ort).unwrap()),
+    ];
+    for mut engine in engines {
+        let batch = encoder.encode(&texts).unwrap();
+        assert!(batch.mask.sum_axis(ndarray::Axis(1)).iter().collect::<std::collections::HashSet<_>>().len() > 2);
+        let padded = probabilities(engine.as_mut(), &batch, None);
+        let padded_128 = probabilities(engine.as_mut(), &batch, Some(128));
+        for (i, text) in texts.iter().enumerate() {
+            let alone = probabilities(engine.as_mut(), &encoder.encode(&[text]).unwrap(), None);
+            for (how, p) in [("padded to the longest", &padded), ("padded to 128", &padded_128)] {
+                let diff = alone.row(0).iter().zip(p.row(i)).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(diff <= 1e-5, "{}: text {i} alone vs {how}: {diff}", engine.name());
+            }
+        }
+    }
+}
+
 #[test]
 fn lstm_tokenizer_must_match_the_model() {
     let tmp = tempfile::tempdir().unwrap();
