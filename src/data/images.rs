@@ -1,5 +1,6 @@
 use std::path::{Path, PathBuf};
 
+use crate::preprocess::Skip;
 use crate::{Error, Result};
 
 /// File endings read as images.
@@ -52,6 +53,31 @@ impl ImageFolder {
             classes.iter().map(|c| c.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
         Ok(ImageFolder { root: root.to_path_buf(), classes, items })
     }
+
+    /// Checks that every class still has an example once unreadable images are left out: `kept` are
+    /// the indices into `items` that could be used, `skipped` the others with the reason. A class
+    /// with none left is an error naming its folder (like an empty class folder), not a class that
+    /// the model silently never sees.
+    pub fn check_kept(&self, kept: &[usize], skipped: &[Skip]) -> Result<()> {
+        let counts =
+            super::class_counts(&kept.iter().map(|&i| self.items[i].1).collect::<Vec<_>>(), self.classes.len());
+        let Some(empty) = counts.iter().position(|&c| c == 0) else { return Ok(()) };
+        let dir = self.root.join(&self.classes[empty]);
+        let found = self.items.iter().filter(|(_, c)| *c == empty).count();
+        let why = skipped
+            .iter()
+            .find(|s| Path::new(&s.path).parent() == Some(dir.as_path()))
+            .map(|s| format!(" (e.g. {}: {})", s.path, s.reason))
+            .unwrap_or_default();
+        Err(Error::data(
+            &dir,
+            None,
+            format!(
+                "class `{}` has no usable images: all {found} in this class folder were skipped as unreadable{why}",
+                self.classes[empty]
+            ),
+        ))
+    }
 }
 
 /// Expands files and folders (recursively, sorted) into image files, for prediction.
@@ -79,4 +105,26 @@ pub fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_whose_every_image_was_skipped_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["cat/a.jpg", "cat/b.jpg", "dog/c.jpg", "dog/d.png"] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"").unwrap();
+        }
+        let folder = ImageFolder::scan(dir.path()).unwrap();
+        assert_eq!(folder.classes, ["cat", "dog"]);
+        folder.check_kept(&[0, 3], &[]).unwrap();
+        let skip = |f: &str| Skip { path: dir.path().join(f).display().to_string(), reason: "empty file".into() };
+        let err = folder.check_kept(&[0, 1], &[skip("dog/c.jpg"), skip("dog/d.png")]).unwrap_err().to_string();
+        assert!(err.contains("dog: class `dog` has no usable images: all 2"), "{err}");
+        assert!(err.contains("c.jpg: empty file"), "{err}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Datasets: tabular CSV, image folders, label encoding, stratified splits and k-fold.
 
+mod csv_file;
 mod images;
 mod split;
 mod tabular;

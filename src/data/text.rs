@@ -2,6 +2,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::csv_file::{describe, CsvFile};
 use crate::{Error, Result};
 
 /// Which columns of a text CSV to use.
@@ -32,25 +33,17 @@ pub struct TextTable {
     pub skipped: Vec<BadRow>,
 }
 
-/// Reads a CSV with a header and a text column. A missing column, an empty text, an empty label,
-/// or a ragged row (which is also what an unclosed quote produces) is an error naming the file and
-/// line, or a skipped row with `skip_bad_rows`.
+/// Reads a CSV with a header and a text column. A missing column or a column name that appears twice
+/// is an error naming the file; an empty text, an empty label, invalid UTF-8 or a ragged row (which
+/// is also what an unclosed quote produces) is an error naming the file and line (right for CRLF
+/// files), or a skipped row with `skip_bad_rows`.
 pub fn read_text_csv(path: &Path, opts: &TextOptions) -> Result<TextTable> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(file);
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(|e| Error::data(path, Some(1), e.to_string()))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let column = |name: &str| {
-        header.iter().position(|h| h == name).ok_or_else(|| {
-            Error::data(path, Some(1), format!("no column `{name}` in the header (columns: {})", header.join(", ")))
-        })
-    };
-    let text_col = column(&opts.text)?;
-    let label_col = opts.label.as_deref().map(column).transpose()?;
+    let file = CsvFile::read(path)?;
+    let mut reader = file.reader();
+    let header = file.header(&mut reader)?;
+    let text_col = header.column(&opts.text)?;
+    let label_col = opts.label.as_deref().map(|n| header.column(n)).transpose()?;
+    let header = header.names;
     let mut table = TextTable {
         path: path.to_path_buf(),
         texts: Vec::new(),
@@ -60,12 +53,12 @@ pub fn read_text_csv(path: &Path, opts: &TextOptions) -> Result<TextTable> {
     };
     let mut record = csv::StringRecord::new();
     loop {
-        let line = reader.position().line();
+        let start = reader.position().clone();
         let problem = match reader.read_record(&mut record) {
             Ok(false) => break,
-            Err(e) => Some((e.position().map_or(line, |p| p.line()), format!("unreadable row: {e}"))),
+            Err(e) => Some((file.line(e.position().unwrap_or(&start)), format!("unreadable row: {}", describe(&e)))),
             Ok(true) => {
-                let line = record.position().map_or(line, |p| p.line());
+                let line = file.line(record.position().unwrap_or(&start));
                 if record.len() == 1 && record[0].trim().is_empty() {
                     continue;
                 }
@@ -139,5 +132,15 @@ mod tests {
         let t = read("id,text,author\n1,ok,EAP\n2,,MWS\n3,fine,HPL\n", true).unwrap();
         assert_eq!(t.texts, ["ok", "fine"]);
         assert_eq!(t.skipped, vec![BadRow { line: 3, reason: "column `text`: empty text".into() }]);
+    }
+
+    #[test]
+    fn crlf_lines_and_duplicate_columns() {
+        let err = read("id,text,author\r\n1,ok,EAP\r\n\r\n2,,MWS\r\n", false).unwrap_err().to_string();
+        assert!(err.contains("t.csv:4: column `text`: empty text"), "{err}");
+        let t = read("id,text,author\r\n1,ok,EAP\r\n2,\"two\r\nlines\",MWS\r\n3,x,HPL\r\n", false).unwrap();
+        assert_eq!(t.lines, [2, 3, 5]);
+        let err = read("text,author,text\n1,ok,EAP\n", false).unwrap_err().to_string();
+        assert!(err.contains("t.csv:1: column `text` appears twice"), "{err}");
     }
 }

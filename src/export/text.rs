@@ -1,6 +1,7 @@
 //! Text graphs: token ids and attention mask in, `probabilities` out.
 
 use super::append_head;
+use crate::config::manifest::Pooling;
 use crate::nn::{Layer, MaskedMean, Sequential};
 use crate::onnx::{inspect::opset, pb, Attr, Dim, GraphBuilder, OPSET};
 use crate::{Error, Result};
@@ -32,13 +33,15 @@ pub fn native_text_model(model: &Sequential, classes: usize, metadata: &[(String
     Ok(g.into_model(OPSET, metadata))
 }
 
-/// A frozen sentence encoder (its output `hidden` `[N, S, D]`), masked mean pooling, then `head`.
+/// A frozen sentence encoder (its output `hidden` `[N, S, D]`), pooling as `pooling` says (masked
+/// mean, or the first token's state), then `head`.
 ///
 /// # Shapes
 /// the encoder's inputs (`input_ids`, `attention_mask`, ...) -> `probabilities` `[N, classes]`
 pub fn encoder_model(
     encoder: &pb::ModelProto,
     hidden: &str,
+    pooling: Pooling,
     head: &Sequential,
     classes: usize,
     metadata: &[(String, String)],
@@ -49,7 +52,13 @@ pub fn encoder_model(
     }
     let mut g = GraphBuilder::from_graph(graph, "head/");
     mask_context(&mut g);
-    let pooled = MaskedMean::default().to_onnx(&mut g, hidden)?;
+    let pooled = match pooling {
+        Pooling::Mean => MaskedMean::default().to_onnx(&mut g, hidden)?,
+        Pooling::Cls => {
+            let first = g.initializer_i64("cls_index", &[0], &[]);
+            g.node("Gather", &[hidden, &first], &[Attr::Int("axis", 1)])
+        }
+    };
     append_head(&mut g, head, &pooled, classes)?;
     Ok(g.into_model(opset(encoder).max(OPSET), metadata))
 }

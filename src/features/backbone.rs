@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::manifest::{BackboneKind, Manifest};
+use crate::config::manifest::{BackboneKind, Manifest, Pooling};
 use crate::hub::{self, HubOptions};
 use crate::preprocess::{ImagePreprocess, TextEncoder};
 use crate::{io, onnx, Error, Result};
@@ -92,7 +92,8 @@ impl Backbone {
     }
 
     /// The tokenizer a text backbone's manifest names, beside its model file, truncating at the
-    /// manifest's `max_length`.
+    /// manifest's `max_length`. When the manifest pins `tokenizer_sha256`, a file with other bytes
+    /// is an error naming the file and both hashes.
     pub fn text_encoder(&self) -> Result<TextEncoder> {
         let text = self
             .manifest
@@ -103,21 +104,38 @@ impl Backbone {
         if !path.is_file() {
             return Err(Error::io(&path, std::io::ErrorKind::NotFound.into()));
         }
+        if let Some(want) = &text.tokenizer_sha256 {
+            let got = io::sha256_hex(&io::read(&path)?);
+            if !want.eq_ignore_ascii_case(&got) {
+                return Err(Error::data(
+                    &path,
+                    None,
+                    format!("sha256 is {got}, but manifest `{}` pins tokenizer_sha256 = {want}", self.manifest.name),
+                ));
+            }
+        }
         TextEncoder::from_file(&path, text.max_length)
     }
 
-    /// Everything besides the model's own bytes that determines its features: the cut point and
-    /// image preprocessing, or the pooling, truncation and tokenizer. Part of the feature-cache key.
+    /// How a text backbone's token states become one vector (mean for any other backbone).
+    pub fn pooling(&self) -> Pooling {
+        self.manifest.text.as_ref().map_or(Pooling::Mean, |t| t.pooling)
+    }
+
+    /// Everything besides the model's own bytes that determines its features, as JSON: the cut
+    /// point and image preprocessing, or the pooling, truncation and tokenizer. Part of the
+    /// feature-cache key.
     pub fn recipe(&self, encoder: Option<&TextEncoder>) -> Result<String> {
-        Ok(match (&self.preprocess, encoder) {
-            (Some(pre), _) => format!("{{\"cut\": {:?}, \"preprocess\": {}}}", self.cut, pre.to_json()),
-            (None, Some(enc)) => format!(
-                "{{\"pooling\": \"mean\", \"max_length\": {}, \"tokenizer\": \"{}\"}}",
-                enc.max_length,
-                io::sha256_hex(enc.to_json()?.as_bytes())
-            ),
-            (None, None) => format!("{{\"cut\": {:?}}}", self.cut),
-        })
+        let recipe = match (&self.preprocess, encoder) {
+            (Some(pre), _) => serde_json::json!({ "cut": self.cut, "preprocess": pre }),
+            (None, Some(enc)) => serde_json::json!({
+                "pooling": self.pooling(),
+                "max_length": enc.max_length,
+                "tokenizer": io::sha256_hex(enc.to_json()?.as_bytes()),
+            }),
+            (None, None) => serde_json::json!({ "cut": self.cut }),
+        };
+        Ok(recipe.to_string())
     }
 
     /// The `graft.backbone` record.
@@ -128,5 +146,63 @@ impl Backbone {
             sha256: self.sha256.clone(),
             cut: self.cut.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::manifest::TextInput;
+
+    fn text_backbone(dir: &Path, tokenizer_sha256: Option<String>) -> Backbone {
+        let text =
+            TextInput { tokenizer: "tokenizer.json".into(), tokenizer_sha256, pooling: Pooling::Cls, max_length: 8 };
+        let manifest = Manifest {
+            name: "tiny".into(),
+            kind: BackboneKind::Text,
+            source: "model.onnx".into(),
+            sha256: None,
+            cut: Some("x".into()),
+            output: None,
+            input: None,
+            text: Some(text),
+        };
+        Backbone {
+            manifest,
+            source: dir.join("model.onnx"),
+            sha256: "0".repeat(64),
+            path: dir.join("model.onnx"),
+            cut: Some("x".into()),
+            input: "input_ids".into(),
+            inputs: vec!["input_ids".into()],
+            output: "hidden".into(),
+            preprocess: None,
+        }
+    }
+
+    #[test]
+    fn the_pinned_tokenizer_sha256_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts = ["a b c".to_string()];
+        let sha = TextEncoder::train_word_level(&texts, 10, true, 8)
+            .unwrap()
+            .save(&dir.path().join("tokenizer.json"))
+            .unwrap();
+        text_backbone(dir.path(), Some(sha.clone())).text_encoder().unwrap();
+        text_backbone(dir.path(), None).text_encoder().unwrap();
+        let wrong = "ab".repeat(32);
+        let err = text_backbone(dir.path(), Some(wrong.clone())).text_encoder().err().unwrap().to_string();
+        assert!(err.contains("tokenizer.json") && err.contains(&sha) && err.contains(&wrong), "{err}");
+    }
+
+    #[test]
+    fn the_recipe_is_json_with_the_manifest_pooling() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = text_backbone(dir.path(), None);
+        let v: serde_json::Value = serde_json::from_str(&b.recipe(None).unwrap()).unwrap();
+        assert_eq!(v["cut"], "x");
+        let enc = TextEncoder::train_word_level(&["a b".to_string()], 10, true, 8).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&b.recipe(Some(&enc)).unwrap()).unwrap();
+        assert_eq!((v["pooling"].as_str(), v["max_length"].as_u64()), (Some("cls"), Some(8)));
     }
 }

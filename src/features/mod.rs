@@ -13,7 +13,7 @@ pub use backbone::Backbone;
 pub use cache::FeatureCache;
 pub use image::{embed_images, file_keys};
 pub use store::FeatureFile;
-pub use text::{embed_texts, masked_mean};
+pub use text::{embed_texts, first_token, masked_mean, pool};
 
 use std::time::Instant;
 
@@ -53,6 +53,9 @@ pub struct Embedded {
     /// Items embedded now (the rest came from the cache).
     pub computed: usize,
     pub seconds: f64,
+    /// Problems met on the way that did not stop the extraction (damaged cache shards), for the
+    /// caller to report.
+    pub warnings: Vec<String>,
 }
 
 impl Embedded {
@@ -128,5 +131,5 @@ where
     let seconds = started.elapsed().as_secs_f64();
     bar.finish(&format!("{} items ({computed} new, {} skipped) in {seconds:.1}s", rows.len(), skipped.len()));
     let features = Array2::from_shape_vec((rows.len(), dim), data).expect("rows of equal width");
-    Ok(Embedded { features, rows, skipped, computed, seconds })
+    Ok(Embedded { features, rows, skipped, computed, seconds, warnings: cache.take_warnings() })
 }

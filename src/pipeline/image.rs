@@ -42,8 +42,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &backbone.recipe(None)?)?;
     let emb = embed_images(&backbone, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
     for s in &emb.skipped {
-        eprintln!("skipped {}: {}", s.path, s.reason);
+        log::warn!("skipped {}: {}", s.path, s.reason);
     }
+    for w in &emb.warnings {
+        log::warn!("{w}");
+    }
+    folder.check_kept(&emb.rows, &emb.skipped)?;
     let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| folder.items[i].1).collect() };
     let classes = labels.len();
     let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);

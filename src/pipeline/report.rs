@@ -37,6 +37,9 @@ pub struct DataSummary {
     pub features: Vec<String>,
     pub labels: Vec<String>,
     pub class_counts: Vec<usize>,
+    /// Rows of a tabular CSV left out with `data.skip_bad_rows`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_rows: Vec<crate::data::BadRow>,
 }
 
 impl DataSummary {
@@ -53,6 +56,7 @@ impl DataSummary {
             features,
             labels: labels.0.clone(),
             class_counts: crate::data::class_counts(&data.y, labels.len()),
+            skipped_rows: Vec::new(),
         }
     }
 }

@@ -40,8 +40,13 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         label: cfg.data.label.clone(),
         features: cfg.data.features.clone(),
         exclude: cfg.data.exclude.clone(),
+        skip_bad_rows: cfg.data.skip_bad_rows,
     };
     let table = read_csv(&cfg.data.path, &opts)?;
+    for b in &table.skipped {
+        log::warn!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
+    }
+    Standardize::check(&table.x, &table.feature_names)?;
     let raw = table.labels.clone().expect("label column was asked for");
     let labels = Labels::fit(&raw);
     let data = Dataset { x: table.x.clone(), y: labels.encode(&raw)? };
@@ -68,7 +73,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         Finish {
             cfg,
             out,
-            data: DataSummary::new(cfg, &data, &labels, table.feature_names.clone()),
+            data: DataSummary {
+                skipped_rows: table.skipped.clone(),
+                ..DataSummary::new(cfg, &data, &labels, table.feature_names.clone())
+            },
             labels: &labels,
             metrics,
             verification,

@@ -182,6 +182,9 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         bcfg.batch_size,
         session.progress,
     )?;
+    for w in &emb.warnings {
+        log::warn!("{w}");
+    }
     let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| y[i]).collect() };
     let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
     let mut run = train_head(cfg, &data, classes, &arch, session)?;
@@ -194,14 +197,14 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let mut meta = text_metadata(labels, &text_meta, &sha);
     meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));
     let encoder_graph = crate::onnx::load(&backbone.path)?;
-    let onnx = export::encoder_model(&encoder_graph, &backbone.output, &run.model, classes, &meta)?;
+    let onnx = export::encoder_model(&encoder_graph, &backbone.output, backbone.pooling(), &run.model, classes, &meta)?;
     let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_TEXTS / 2).collect();
     let check_texts: Vec<&str> = check.iter().map(|&r| texts[emb.rows[r]]).collect();
     let enc = encoder.encode(&check_texts)?;
     let inputs = enc.inputs(&backbone.inputs)?;
     // The reference: the native head on the encoder's ORT (CPU) states of the same texts.
     let states = verify::cpu_features(&backbone.path, inputs.clone(), &backbone.output)?;
-    let pooled = crate::features::masked_mean(&states, &enc.mask.clone().into_dyn())?;
+    let pooled = crate::features::pool(backbone.pooling(), &states, &enc.mask.clone().into_dyn())?;
     let native = train::predict(&mut run.model, &pooled.into_dyn(), 1024);
     let summary = TextSummary {
         vocab_size: encoder.vocab_size(),

@@ -177,3 +177,86 @@ fn embed_writes_features_and_resumes_from_the_cache() {
     run(s(&g));
     assert_eq!(graft::features::FeatureFile::load(&g).unwrap().features, file.features);
 }
+
+/// A class folder whose every file is unreadable is an error naming the class (it used to become a
+/// class with no examples, and the run reported accuracy 1.0).
+#[test]
+fn a_class_of_only_unreadable_files_is_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let src = shared("data/cats-vs-dogs/train/cat");
+    std::fs::create_dir_all(data.join("cat")).unwrap();
+    std::fs::create_dir_all(data.join("dog")).unwrap();
+    for i in 1..=4 {
+        std::fs::copy(src.join(format!("cat.{i}.jpg")), data.join(format!("cat/cat.{i}.jpg"))).unwrap();
+    }
+    std::fs::write(data.join("dog/a.jpg"), b"").unwrap();
+    std::fs::write(data.join("dog/b.jpg"), b"not a photo\n").unwrap();
+    let set_data = format!("data.path={}", s(&data));
+    let run = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["fit", "pipelines/cats-vs-dogs.toml", "--out", s(&run), "-q", "--set", &set_data])
+        .args(["--set", "backbone.device=cpu", "--set", "train.epochs=2"])
+        .env("GRAFT_CACHE", tmp.path().join("cache"))
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("class `dog` has no usable images: all 2"), "{err}");
+    assert!(!run.join("model.onnx").exists());
+}
+
+/// A feature-cache shard overwritten with same-size garbage, or cut short, is dropped with one
+/// warning and its images embedded again: same features as before, never NaN, never a crash.
+#[test]
+fn a_damaged_feature_cache_is_dropped_with_one_warning_and_recomputed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    subset(&data, 2);
+    let cache = tmp.path().join("cache");
+    let embed = |out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args(["embed", "efficientnet-lite0", s(&data), "--out", s(out), "--device", "cpu", "-q"])
+            .args(["--cache", s(&cache)])
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{err}");
+        (graft::features::FeatureFile::load(out).unwrap().features, err.matches("damaged shard").count())
+    };
+    let shards = || -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for dir in std::fs::read_dir(cache.join("features")).unwrap() {
+            for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|e| e == "safetensors") {
+                    v.push(p);
+                }
+            }
+        }
+        v
+    };
+    let f = tmp.path().join("f.safetensors");
+    let (clean, warnings) = embed(&f);
+    assert_eq!((clean.nrows(), warnings), (4, 0));
+    let damage: [&dyn Fn(&mut Vec<u8>); 2] = [
+        &|b: &mut Vec<u8>| {
+            let n = b.len();
+            b[n - 64..].fill(0xFF);
+        },
+        &|b: &mut Vec<u8>| b.truncate(b.len() - 100),
+    ];
+    for hurt in damage {
+        let files = shards();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let mut bytes = std::fs::read(&files[0]).unwrap();
+        hurt(&mut bytes);
+        std::fs::write(&files[0], bytes).unwrap();
+        let (again, warnings) = embed(&f);
+        assert_eq!(warnings, 1, "one warning for the damaged shard");
+        assert_eq!(again, clean, "recomputed features equal the first ones");
+    }
+    assert_eq!(embed(&f).1, 0, "the damaged shard is gone: no warning the next time");
+}

@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use crate::common::*;
 
 #[test]
@@ -104,7 +106,7 @@ fn interrupted_fit_resumes_to_the_same_model() {
     };
     assert_eq!(without_time(report(&a)), without_time(report(&b)));
     // A resumed run refuses checkpoints of a different pipeline.
-    fails(&[&["fit", "pipelines/iris.toml", "--out", s(&b), "--halt-after-epochs", "3"][..], &quick].concat());
+    fails(&[&["fit", "pipelines/iris.toml", "--out", s(&b), "--force", "--halt-after-epochs", "3"][..], &quick].concat());
     let err = fails(&["fit", "pipelines/iris.toml", "--out", s(&b), "--resume", "--set", "train.epochs=31", "-q"]);
     assert!(err.contains("pipeline changed"), "{err}");
 }
@@ -162,4 +164,105 @@ fn verify_fails_when_the_graph_and_the_native_model_disagree() {
     let out = graft(&["verify", s(&a.join("model.onnx")), "--data", s(&iris)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED"));
+}
+
+/// A copy of `../shared/data/iris/iris.csv` (CRLF line endings kept) with each line (1-based, the
+/// header is line 1) passed through `edit`.
+fn iris_variant(dir: &Path, name: &str, edit: impl Fn(usize, &str) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(shared("data/iris/iris.csv")).unwrap();
+    assert!(text.contains("\r\n"), "iris.csv is expected to be a CRLF file");
+    let out: Vec<String> = text.split("\r\n").enumerate().map(|(i, l)| edit(i + 1, l)).collect();
+    let path = dir.join(name);
+    std::fs::write(&path, out.join("\r\n")).unwrap();
+    path
+}
+
+/// The run folder [`fit_iris`] writes for `csv`: `dir/run-STEM`.
+fn run_of(dir: &Path, csv: &Path) -> PathBuf {
+    dir.join(format!("run-{}", csv.file_stem().unwrap().to_str().unwrap()))
+}
+
+/// `graft fit pipelines/iris.toml` on `csv` with extra `--set`s, quietly, into [`run_of`].
+fn fit_iris(dir: &Path, csv: &Path, sets: &[&str]) -> std::process::Output {
+    let set_path = format!("data.path={}", s(csv));
+    let run = run_of(dir, csv);
+    let mut args = vec!["fit", "pipelines/iris.toml", "--out", s(&run), "-q", "--set", &set_path];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    graft(&args)
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// iris.csv is CRLF: a bad value on line 40 is reported on line 40; a header with a column name
+/// twice is refused, naming the column.
+#[test]
+fn csv_errors_name_the_right_line_and_duplicate_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = iris_variant(dir.path(), "bad.csv", |n, l| if n == 40 { l.replacen("4.4", "oops", 1) } else { l.into() });
+    let out = fit_iris(dir.path(), &bad, &[]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
+    assert!(err.contains("bad.csv:40: column `sepal_length`: `oops` is not a number"), "{err}");
+    assert!(err.contains("data.skip_bad_rows"), "the error points at the option: {err}");
+
+    let dup =
+        iris_variant(
+            dir.path(),
+            "dup.csv",
+            |n, l| if n == 1 { l.replace("petal_width", "sepal_width") } else { l.into() },
+        );
+    let err = stderr_of(&fit_iris(dir.path(), &dup, &[]));
+    assert!(err.contains("dup.csv:1: column `sepal_width` appears twice in the header"), "{err}");
+    assert!(!run_of(dir.path(), &dup).join("model.onnx").exists());
+}
+
+/// `data.skip_bad_rows = true` leaves bad rows out of a tabular CSV, reports each with its line
+/// in report.json and on stderr, and trains on the rest.
+#[test]
+fn skip_bad_rows_leaves_out_and_reports_bad_tabular_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = iris_variant(dir.path(), "some-bad.csv", |n, l| match n {
+        40 => l.replacen("4.4", "oops", 1),
+        100 => l.rsplit_once(',').unwrap().0.to_string(),
+        _ => l.into(),
+    });
+    let out = fit_iris(dir.path(), &csv, &["data.skip_bad_rows=true", "validation.method=holdout"]);
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    let r = report(&run_of(dir.path(), &csv));
+    assert_eq!(r["data"]["rows"], 148);
+    let skipped = r["data"]["skipped_rows"].as_array().unwrap();
+    let lines: Vec<u64> = skipped.iter().map(|b| b["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines, [40, 100]);
+    assert!(skipped[1]["reason"].as_str().unwrap().contains("ragged row"), "{skipped:?}");
+    assert!(err.contains("some-bad.csv:40:") && err.contains("some-bad.csv:100:"), "{err}");
+}
+
+/// Features around 1e19 are standardised correctly (f32 accumulation made their std overflow and
+/// silently become 1); a column too wide for f32 arithmetic is an error naming it.
+#[test]
+fn huge_feature_values_are_standardised_or_refused_by_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let scaled = iris_variant(dir.path(), "scaled.csv", |n, l| match l.split_once(',') {
+        Some((first, rest)) if n > 1 => format!("{:e},{rest}", first.parse::<f64>().unwrap() * 1e19),
+        _ => l.into(),
+    });
+    let out = fit_iris(dir.path(), &scaled, &["validation.method=holdout"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let r = report(&run_of(dir.path(), &scaled));
+    let acc = r["validation"]["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "holdout accuracy {acc} with sepal_length x 1e19");
+    assert_eq!(r["verification"]["passed"], true);
+
+    let wide = iris_variant(dir.path(), "wide.csv", |n, l| match (n, l.split_once(',')) {
+        (2, Some((_, rest))) => format!("3e38,{rest}"),
+        (3, Some((_, rest))) => format!("-3e38,{rest}"),
+        _ => l.into(),
+    });
+    let err = stderr_of(&fit_iris(dir.path(), &wide, &[]));
+    assert!(err.contains("column `sepal_length`") && err.contains("rescale"), "{err}");
 }
