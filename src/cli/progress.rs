@@ -31,7 +31,7 @@ struct Bar(ProgressBar);
 impl Bar {
     fn new(task: &Snapshot) -> Self {
         let bar = ProgressBar::new(task.total * SCALE);
-        let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {msg}").expect("valid template");
+        let style = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {wide_msg}").expect("valid template");
         bar.set_style(style.progress_chars("=> "));
         bar.set_prefix(task.label.clone());
         bar.enable_steady_tick(Duration::from_millis(500));
@@ -60,7 +60,7 @@ struct Lines {
 }
 
 /// Least time between two lines about progress within a step.
-const LINE_EVERY: Duration = Duration::from_secs(5);
+const LINE_EVERY: Duration = Duration::from_secs(3);
 
 /// Tasks shorter than this show no ETA on their lines.
 const ETA_AFTER: Duration = Duration::from_secs(2);
