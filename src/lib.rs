@@ -22,6 +22,7 @@ pub mod data;
 mod error;
 pub mod export;
 pub mod features;
+pub mod graph;
 pub mod hub;
 pub mod io;
 pub mod nn;

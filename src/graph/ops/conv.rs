@@ -1,0 +1,315 @@
+//! `Conv` (1-D and 2-D, groups including depthwise, strides, pads, dilations, bias): grouped
+//! convolutions as GEMMs over im2col columns (a 1×1 convolution is a plain GEMM), depthwise ones
+//! as a direct loop; parallel over the batch.
+
+use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, IxDyn};
+use rayon::prelude::*;
+
+use super::window::Window;
+use super::{input, Attrs, Grads, Op};
+use crate::graph::value::{as_f32, OpResult, Value};
+
+/// A convolution.
+///
+/// # Shapes
+/// `x`: `[N, C, H, W]` (or `[N, C, L]`), `w`: `[M, C / group, kh, kw]`, `b`: `[M]`;
+/// output `[N, M, Ho, Wo]`.
+pub struct Conv {
+    window: Window,
+    group: usize,
+}
+
+/// Everything about one call that the passes share.
+struct Geo {
+    n: usize,
+    c: usize,
+    hw: [usize; 2],
+    m: usize,
+    k: [usize; 2],
+    pads: [usize; 4],
+    out: [usize; 2],
+    group: usize,
+    one_d: bool,
+}
+
+impl Conv {
+    /// Reads the window attributes and `group`.
+    pub fn new(a: &Attrs) -> OpResult<Self> {
+        Ok(Conv { window: Window::new(a)?, group: a.int("group", 1).max(1) as usize })
+    }
+
+    fn geo(&self, x: &ArrayD<f32>, w: &ArrayD<f32>) -> OpResult<Geo> {
+        let one_d = x.ndim() == 3;
+        if !(x.ndim() == 4 || one_d) || w.ndim() != x.ndim() {
+            return Err(format!("only 1-D and 2-D convolutions: x {:?}, w {:?}", x.shape(), w.shape()));
+        }
+        let s = x.shape();
+        let (n, c) = (s[0], s[1]);
+        let hw = if one_d { [1, s[2]] } else { [s[2], s[3]] };
+        let k = if one_d { [1, w.shape()[2]] } else { [w.shape()[2], w.shape()[3]] };
+        if self.window.kernel.is_some_and(|kk| kk != k) {
+            return Err(format!("kernel_shape {:?} does not match the weights {:?}", self.window.kernel, w.shape()));
+        }
+        let m = w.shape()[0];
+        if c % self.group != 0 || m % self.group != 0 || w.shape()[1] * self.group != c {
+            return Err(format!("group {} does not fit x {:?} and w {:?}", self.group, x.shape(), w.shape()));
+        }
+        let (pads, out) = self.window.plan(hw, k)?;
+        Ok(Geo { n, c, hw, m, k, pads, out, group: self.group, one_d })
+    }
+}
+
+impl Geo {
+    fn depthwise(&self) -> bool {
+        self.group == self.c && self.m == self.c
+    }
+
+    fn pointwise(&self, win: &Window) -> bool {
+        self.k == [1, 1] && win.strides == [1, 1] && self.pads == [0; 4]
+    }
+
+    /// The input row and column read by output `(oy, ox)` at kernel tap `(ky, kx)`.
+    #[inline]
+    fn src(&self, win: &Window, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+        let iy = (oy * win.strides[0] + ky * win.dilations[0]) as isize - self.pads[0] as isize;
+        let ix = (ox * win.strides[1] + kx * win.dilations[1]) as isize - self.pads[1] as isize;
+        (iy >= 0 && ix >= 0 && (iy as usize) < self.hw[0] && (ix as usize) < self.hw[1])
+            .then_some((iy as usize, ix as usize))
+    }
+
+    /// im2col of one image's channels `[cg, H, W]`: rows `(c, ky, kx)`, columns output positions.
+    fn im2col(&self, win: &Window, x: ArrayView3<f32>) -> Array2<f32> {
+        let (kh, kw) = (self.k[0], self.k[1]);
+        let (oh, ow) = (self.out[0], self.out[1]);
+        let mut cols = Array2::zeros((x.shape()[0] * kh * kw, oh * ow));
+        for (c, plane) in x.outer_iter().enumerate() {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let mut row = cols.row_mut((c * kh + ky) * kw + kx);
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            if let Some((iy, ix)) = self.src(win, oy, ox, ky, kx) {
+                                row[oy * ow + ox] = plane[[iy, ix]];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    /// The adjoint of [`Geo::im2col`]: adds the columns back into `[cg, H, W]`.
+    fn col2im(&self, win: &Window, cols: &Array2<f32>, cg: usize) -> Array3<f32> {
+        let (kh, kw) = (self.k[0], self.k[1]);
+        let (oh, ow) = (self.out[0], self.out[1]);
+        let mut x = Array3::zeros((cg, self.hw[0], self.hw[1]));
+        for c in 0..cg {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = cols.row((c * kh + ky) * kw + kx);
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            if let Some((iy, ix)) = self.src(win, oy, ox, ky, kx) {
+                                x[[c, iy, ix]] += row[oy * ow + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        x
+    }
+}
+
+/// `x` as `[N, C, H, W]` and `w` as `[M, Cg, kh, kw]` (1-D gains a height of 1).
+fn as4(a: &ArrayD<f32>, one_d: bool) -> ArrayD<f32> {
+    let a = a.as_standard_layout().into_owned();
+    if one_d {
+        a.insert_axis(Axis(2))
+    } else {
+        a
+    }
+}
+
+impl Op for Conv {
+    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
+        let (xa, wa) = (as_f32(input(x, 0)?, "X")?, as_f32(input(x, 1)?, "W")?);
+        let geo = self.geo(xa, wa)?;
+        let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
+        let bias: Option<Vec<f32>> =
+            x.get(2).copied().flatten().map(|b| as_f32(b, "B")).transpose()?.map(|b| b.iter().copied().collect());
+        let (oh, ow) = (geo.out[0], geo.out[1]);
+        let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
+        let win = &self.window;
+        let images: Vec<Array2<f32>> = (0..geo.n)
+            .into_par_iter()
+            .map(|i| {
+                let img = x4.slice(s![i, .., .., ..]);
+                let mut y = Array2::<f32>::zeros((geo.m, oh * ow));
+                if geo.depthwise() {
+                    for c in 0..geo.c {
+                        let (plane, k) = (img.index_axis(Axis(0), c), w4.slice(s![c, 0, .., ..]));
+                        let mut row = y.row_mut(c);
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let mut acc = 0.0;
+                                for ky in 0..geo.k[0] {
+                                    for kx in 0..geo.k[1] {
+                                        if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
+                                            acc += plane[[iy, ix]] * k[[ky, kx]];
+                                        }
+                                    }
+                                }
+                                row[oy * ow + ox] = acc;
+                            }
+                        }
+                    }
+                } else {
+                    for g in 0..geo.group {
+                        let xg = img.slice(s![g * cg..(g + 1) * cg, .., ..]);
+                        let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
+                        let wg = wg.to_shape((mg, cg * geo.k[0] * geo.k[1])).unwrap();
+                        let prod = if geo.pointwise(win) {
+                            wg.dot(&xg.to_shape((cg, oh * ow)).unwrap())
+                        } else {
+                            wg.dot(&geo.im2col(win, xg))
+                        };
+                        y.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&prod);
+                    }
+                }
+                if let Some(b) = &bias {
+                    for (mut row, &bv) in y.outer_iter_mut().zip(b) {
+                        row += bv;
+                    }
+                }
+                y
+            })
+            .collect();
+        let views: Vec<ArrayView2<f32>> = images.iter().map(|a| a.view()).collect();
+        let y = ndarray::stack(Axis(0), &views).map_err(|e| e.to_string())?;
+        let shape: Vec<usize> = if geo.one_d { vec![geo.n, geo.m, ow] } else { vec![geo.n, geo.m, oh, ow] };
+        Ok(Value::F32(y.into_shape_with_order(IxDyn(&shape)).unwrap()))
+    }
+
+    fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        let (xa, wa) = (as_f32(input(x, 0)?, "X")?, as_f32(input(x, 1)?, "W")?);
+        let geo = self.geo(xa, wa)?;
+        let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
+        let (oh, ow) = (geo.out[0], geo.out[1]);
+        let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
+        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order((geo.n, geo.m, oh * ow)).unwrap();
+        let win = &self.window;
+        let kk = geo.k[0] * geo.k[1];
+        // Per image: (dx [C, H, W], dw [M, Cg * kh * kw]).
+        let parts: Vec<(Option<Array3<f32>>, Array2<f32>)> = (0..geo.n)
+            .into_par_iter()
+            .map(|i| {
+                let img = x4.slice(s![i, .., .., ..]);
+                let gy = g3.index_axis(Axis(0), i);
+                let mut dw = Array2::<f32>::zeros((geo.m, cg * kk));
+                let mut dx = want[0].then(|| Array3::<f32>::zeros((geo.c, geo.hw[0], geo.hw[1])));
+                if geo.depthwise() {
+                    for c in 0..geo.c {
+                        let (plane, k) = (img.index_axis(Axis(0), c), w4.slice(s![c, 0, .., ..]));
+                        let row = gy.row(c);
+                        let mut dwr = dw.row_mut(c);
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let g = row[oy * ow + ox];
+                                for ky in 0..geo.k[0] {
+                                    for kx in 0..geo.k[1] {
+                                        if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
+                                            dwr[ky * geo.k[1] + kx] += g * plane[[iy, ix]];
+                                            if let Some(d) = dx.as_mut() {
+                                                d[[c, iy, ix]] += g * k[[ky, kx]];
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    for g in 0..geo.group {
+                        let xg = img.slice(s![g * cg..(g + 1) * cg, .., ..]);
+                        let gg = gy.slice(s![g * mg..(g + 1) * mg, ..]);
+                        let cols = if geo.pointwise(win) {
+                            xg.to_shape((cg, oh * ow)).unwrap().into_owned()
+                        } else {
+                            geo.im2col(win, xg)
+                        };
+                        dw.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&gg.dot(&cols.t()));
+                        if let Some(d) = dx.as_mut() {
+                            let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
+                            let wg = wg.to_shape((mg, cg * kk)).unwrap();
+                            let dcols = wg.t().dot(&gg);
+                            let dxg = if geo.pointwise(win) {
+                                super::reshape(dcols, &[cg, geo.hw[0], geo.hw[1]]).into_dimensionality().unwrap()
+                            } else {
+                                geo.col2im(win, &dcols, cg)
+                            };
+                            d.slice_mut(s![g * cg..(g + 1) * cg, .., ..]).assign(&dxg);
+                        }
+                    }
+                }
+                (dx, dw)
+            })
+            .collect();
+        let mut dw_sum = Array2::<f32>::zeros((geo.m, cg * kk));
+        let mut dx_parts = Vec::new();
+        for (dx, dw) in parts {
+            dw_sum += &dw;
+            dx_parts.extend(dx);
+        }
+        let dx = want[0].then(|| {
+            let views: Vec<ArrayView3<f32>> = dx_parts.iter().map(|a| a.view()).collect();
+            let d = ndarray::stack(Axis(0), &views).unwrap();
+            d.into_shape_with_order(IxDyn(xa.shape())).unwrap()
+        });
+        let dw = want[1].then(|| dw_sum.into_shape_with_order(IxDyn(wa.shape())).unwrap());
+        let db = want.get(2).copied().unwrap_or(false).then(|| g3.sum_axis(Axis(2)).sum_axis(Axis(0)).into_dyn());
+        Ok(vec![dx, dw, db])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::ops::check::{grad_check, param, Case};
+    use crate::onnx::Attr;
+
+    fn conv(x: &[usize], w: &[usize], attrs: &[Attr]) {
+        let mut c = Case::new(x);
+        let (wn, bn) = (c.init(&param(w, 1)), c.init(&param(&[w[0]], 2)));
+        let y = c.node("Conv", &["x", &wn, &bn], attrs);
+        grad_check(c.finish(&y));
+    }
+
+    #[test]
+    fn conv_dense_strided_padded_dilated() {
+        conv(&[2, 3, 5, 5], &[4, 3, 3, 3], &[Attr::Ints("pads", vec![1, 1, 1, 1]), Attr::Ints("strides", vec![2, 2])]);
+        conv(
+            &[1, 2, 6, 5],
+            &[3, 2, 2, 3],
+            &[Attr::Ints("dilations", vec![2, 1]), Attr::Ints("pads", vec![0, 1, 1, 0])],
+        );
+    }
+
+    #[test]
+    fn conv_pointwise_and_grouped() {
+        conv(&[2, 4, 3, 3], &[6, 4, 1, 1], &[]);
+        conv(&[2, 4, 4, 4], &[6, 2, 3, 3], &[Attr::Int("group", 2), Attr::Ints("pads", vec![1, 1, 1, 1])]);
+    }
+
+    #[test]
+    fn conv_depthwise() {
+        let pads = Attr::Ints("pads", vec![2, 2, 2, 2]);
+        conv(&[2, 3, 5, 5], &[3, 1, 5, 5], &[Attr::Int("group", 3), pads]);
+        conv(&[1, 2, 5, 4], &[2, 1, 3, 3], &[Attr::Int("group", 2), Attr::Ints("strides", vec![2, 2])]);
+    }
+
+    #[test]
+    fn conv_1d_and_same_padding() {
+        conv(&[2, 2, 7], &[3, 2, 3], &[Attr::String("auto_pad", "SAME_UPPER".into())]);
+    }
+}

@@ -1,0 +1,89 @@
+//! `Softmax` along one axis (opset 13+), or over the flattened trailing axes (before 13).
+
+use ndarray::{ArrayD, Axis, IxDyn, Zip};
+
+use super::{axis, input, Attrs, Grads, Op};
+use crate::graph::value::{as_f32, OpResult, Value};
+
+/// Softmax: `y = exp(x - max) / sum(exp(x - max))` over the softmax axis (or axes).
+///
+/// # Shapes
+/// Any shape; the output has the input's shape.
+pub struct Softmax {
+    axis: i64,
+    /// Opset < 13: the axes from `axis` on are flattened into one.
+    flatten: bool,
+}
+
+impl Softmax {
+    /// Reads `axis` (default -1 from opset 13, 1 before).
+    pub fn new(a: &Attrs, opset: i64) -> Self {
+        let flatten = opset < 13;
+        Softmax { axis: a.int("axis", if flatten { 1 } else { -1 }), flatten }
+    }
+
+    /// The input viewed as `[outer, n, inner]` with the softmax over the middle axis.
+    fn split(&self, shape: &[usize]) -> OpResult<[usize; 3]> {
+        let ax = axis(self.axis, shape.len())?;
+        let outer: usize = shape[..ax].iter().product();
+        if self.flatten {
+            return Ok([outer, shape[ax..].iter().product(), 1]);
+        }
+        Ok([outer, shape[ax], shape[ax + 1..].iter().product()])
+    }
+}
+
+impl Op for Softmax {
+    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
+        let a = as_f32(input(x, 0)?, "input")?;
+        let dims = self.split(a.shape())?;
+        let mut y = a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
+        for mut lane in y.lanes_mut(Axis(1)) {
+            let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            lane.mapv_inplace(|v| (v - max).exp());
+            let sum = lane.sum();
+            lane.mapv_inplace(|v| v / sum);
+        }
+        Ok(Value::F32(y.into_shape_with_order(IxDyn(a.shape())).unwrap()))
+    }
+
+    fn vjp(&self, _x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+        let y = as_f32(y, "output")?;
+        let dims = self.split(y.shape())?;
+        let y3 = y.view().into_shape_with_order(IxDyn(&dims)).unwrap();
+        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
+        // dx = y * (dy - sum(dy * y)) along the softmax axis.
+        let dot = (&g3 * &y3).sum_axis(Axis(1)).insert_axis(Axis(1));
+        let dx = Zip::from(&g3).and(&y3).and_broadcast(&dot).map_collect(|&g, &p, &s| p * (g - s));
+        Ok(vec![Some(dx.into_shape_with_order(IxDyn(y.shape())).unwrap())])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::ops::check::{grad_check, run, Case};
+    use crate::onnx::Attr;
+
+    #[test]
+    fn softmax_gradients_on_each_axis() {
+        for axis in [-1, 1, 0] {
+            let mut c = Case::new(&[2, 3, 4]);
+            let y = c.node("Softmax", &["x"], &[Attr::Int("axis", axis)]);
+            grad_check(c.finish(&y));
+        }
+    }
+
+    #[test]
+    fn softmax_before_opset_13_flattens_the_trailing_axes() {
+        let mut c = Case::new(&[2, 3, 4]).opset(11);
+        let y = c.node("Softmax", &["x"], &[Attr::Int("axis", 1)]);
+        let (mut tail, x) = c.finish(&y);
+        let y = run(&mut tail, x);
+        for row in y.outer_iter() {
+            assert!((row.sum() - 1.0).abs() < 1e-5, "one distribution per row over 3 x 4 values");
+        }
+        let mut c = Case::new(&[2, 3, 4]).opset(11);
+        let y = c.node("Softmax", &["x"], &[Attr::Int("axis", 1)]);
+        grad_check(c.finish(&y));
+    }
+}

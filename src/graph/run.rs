@@ -1,0 +1,115 @@
+//! The forward and backward passes of a [`Tail`].
+
+use ndarray::ArrayD;
+
+use super::value::Value;
+use super::{Step, Tail};
+use crate::{Error, Result};
+
+fn step_error(step: &Step, msg: String) -> Error {
+    Error::onnx(format!("node `{}` ({})", step.name, step.op_type), msg)
+}
+
+impl Tail {
+    /// Runs the tail on `x` (the start tensor) and the side inputs, by name; returns the end tensor.
+    /// With `train`, every intermediate tensor is kept for [`Tail::backward`].
+    ///
+    /// # Shapes
+    /// `x`: the start tensor's shape in the backbone (e.g. `[N, S, 384]` or `[N, C, H, W]`);
+    /// side inputs: as in the backbone (e.g. the mask `[N, 1, 1, S]`); returns the end tensor.
+    pub fn forward(&mut self, x: ArrayD<f32>, side: Vec<(String, Value)>, train: bool) -> Result<ArrayD<f32>> {
+        self.live.iter_mut().for_each(|v| *v = None);
+        self.live[self.start] = Some(Value::F32(x));
+        for (name, v) in side {
+            let slot = self.side.iter().copied().find(|&s| self.names[s] == name).ok_or_else(|| Error::Tensor {
+                name: name.clone(),
+                msg: format!("is not a side input of the tail (it reads: {})", self.side_inputs().join(", ")),
+            })?;
+            self.live[slot] = Some(v);
+        }
+        if let Some(&s) = self.side.iter().find(|&&s| self.live[s].is_none()) {
+            return Err(Error::Tensor {
+                name: self.names[s].clone(),
+                msg: "side input of the tail was not given".into(),
+            });
+        }
+        for step in &self.steps {
+            let xs: Vec<Option<&Value>> =
+                step.inputs.iter().map(|s| s.and_then(|s| self.fixed[s].as_ref().or(self.live[s].as_ref()))).collect();
+            let y = step.op.forward(&xs).map_err(|m| step_error(step, m))?;
+            self.live[step.output] = Some(y);
+        }
+        let out = self.fixed[self.end].as_ref().or(self.live[self.end].as_ref());
+        let out = match out {
+            Some(Value::F32(a)) => a.clone(),
+            Some(other) => {
+                let msg = format!("is {}, expected f32", other.dtype());
+                return Err(Error::Tensor { name: self.names[self.end].clone(), msg });
+            }
+            None => return Err(Error::Tensor { name: self.names[self.end].clone(), msg: "was not computed".into() }),
+        };
+        if !train {
+            self.live.iter_mut().for_each(|v| *v = None);
+        }
+        Ok(out)
+    }
+
+    /// Backward pass of the last training forward pass: takes dL/d(end tensor), stores the
+    /// parameter gradients (see [`Tail::params`]) and returns dL/d(start tensor) when `input_grad`.
+    ///
+    /// # Shapes
+    /// `dy`: the end tensor's shape; returns the start tensor's shape.
+    pub fn backward(&mut self, dy: ArrayD<f32>, input_grad: bool) -> Result<Option<ArrayD<f32>>> {
+        if self.live[self.start].is_none() {
+            return Err(Error::Invalid("Tail::backward called without a training forward pass".into()));
+        }
+        let mut grads: Vec<Option<ArrayD<f32>>> = vec![None; self.names.len()];
+        grads[self.end] = Some(dy);
+        for step in self.steps.iter().rev() {
+            let Some(dy) = grads[step.output].take() else { continue };
+            let want: Vec<bool> =
+                step.want.iter().zip(&step.inputs).map(|(w, s)| *w && (input_grad || *s != Some(self.start))).collect();
+            if !want.iter().any(|w| *w) {
+                continue;
+            }
+            let get = |s: usize| self.fixed[s].as_ref().or(self.live[s].as_ref());
+            let xs: Vec<Option<&Value>> = step.inputs.iter().map(|s| s.and_then(get)).collect();
+            let y = get(step.output).ok_or_else(|| step_error(step, "its output was not kept".into()))?;
+            let dxs = step.op.vjp(&xs, y, &dy, &want).map_err(|m| step_error(step, m))?;
+            for ((g, s), w) in dxs.into_iter().zip(&step.inputs).zip(&want) {
+                let (Some(g), Some(s), true) = (g, s, *w) else { continue };
+                let expected = xs_shape(&xs, &step.inputs, *s);
+                if Some(g.shape()) != expected.as_deref() {
+                    return Err(step_error(
+                        step,
+                        format!("gradient of `{}` has shape {:?}", self.names[*s], g.shape()),
+                    ));
+                }
+                match &mut grads[*s] {
+                    Some(acc) => *acc += &g,
+                    slot => *slot = Some(g),
+                }
+            }
+        }
+        for (k, &s) in self.params.iter().enumerate() {
+            match grads[s].take() {
+                Some(g) => self.grads[k] = standard(g),
+                None => self.grads[k].fill(0.0),
+            }
+        }
+        Ok(if input_grad { grads[self.start].take().map(standard) } else { None })
+    }
+}
+
+/// `a` in row-major layout (gradients of transposes and slices may be strided).
+fn standard(a: ArrayD<f32>) -> ArrayD<f32> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    }
+}
+
+fn xs_shape(xs: &[Option<&Value>], inputs: &[Option<usize>], slot: usize) -> Option<Vec<usize>> {
+    inputs.iter().position(|s| *s == Some(slot)).and_then(|i| xs[i]).map(|v| v.shape().to_vec())
+}
