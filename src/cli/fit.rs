@@ -34,6 +34,10 @@ pub struct FitArgs {
     /// Backbone device (shorthand for --set backbone.device=...): auto, cpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
+    /// Backbone engine (shorthand for --set backbone.backend=...): ort (default), tract or auto.
+    /// Verification always runs the export on tract and, when it can be loaded, ONNX Runtime.
+    #[arg(long, value_parser = ["auto", "ort", "tract"])]
+    backend: Option<String>,
     /// Also export model-u8.onnx, taking raw uint8 RGB with the preprocessing inside the graph
     /// (shorthand for --set export.with_preprocessing=true).
     #[arg(long)]
@@ -47,6 +51,9 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let mut sets = args.set.clone();
     if let Some(d) = &args.device {
         sets.push(format!("backbone.device={d}"));
+    }
+    if let Some(b) = &args.backend {
+        sets.push(format!("backbone.backend=\"{b}\""));
     }
     if args.with_preprocessing {
         sets.push("export.with_preprocessing=true".into());

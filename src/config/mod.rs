@@ -55,6 +55,9 @@ pub struct BackboneConfig {
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Engine that embeds: `ort` (default), `tract` or `auto` (ONNX Runtime when it can be loaded).
+    #[serde(default = "default_backbone_backend")]
+    pub backend: String,
     /// ONNX Runtime intra-op threads.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -69,6 +72,10 @@ fn default_backbone_batch() -> usize {
 
 fn default_device() -> String {
     "auto".into()
+}
+
+fn default_backbone_backend() -> String {
+    "ort".into()
 }
 
 /// Export options.
@@ -358,6 +365,9 @@ impl PipelineConfig {
             b.device
                 .parse::<crate::backend::DeviceRequest>()
                 .map_err(|e| Error::config("backbone.device", e.to_string()))?;
+            b.backend
+                .parse::<crate::backend::BackendKind>()
+                .map_err(|e| Error::config("backbone.backend", e.to_string()))?;
         }
         let v = &self.validation;
         if v.method == ValidationMethod::Kfold && v.folds < 2 {

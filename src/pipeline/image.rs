@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::head::{finish, train_head, Finish, HeadRun};
 use super::report::{DataSummary, ImageSummary, Mistake, Report};
 use super::tabular::dense_stack;
-use crate::backend::{BackendKind, EngineOptions, OrtOptions, Value};
+use crate::backend::{EngineOptions, OrtOptions, Value};
 use crate::config::manifest::Manifest;
 use crate::config::{BackboneConfig, PipelineConfig};
 use crate::data::{Dataset, ImageFolder, Labels};
@@ -23,9 +23,9 @@ use crate::{Error, Result};
 /// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
 pub const VERIFY_IMAGES: usize = 16;
 
-/// ORT options from a pipeline's backbone section.
+/// Engine options from a pipeline's backbone section.
 pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
-    Ok(EngineOptions { backend: BackendKind::Ort, ort: OrtOptions { device: b.device.parse()?, threads: b.threads } })
+    Ok(EngineOptions { backend: b.backend.parse()?, ort: OrtOptions { device: b.device.parse()?, threads: b.threads } })
 }
 
 /// Runs the image pipeline into `out`.

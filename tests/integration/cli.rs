@@ -159,3 +159,21 @@ fn verify_takes_backend() {
     let err = fails(&["verify", s(&model), "--data", s(&csv), "--backend", "onnx"]);
     assert!(err.contains("expected auto, ort or tract"), "{err}");
 }
+
+#[test]
+fn fit_takes_backend_for_its_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shared("data/spooky-authors/train.csv")).unwrap();
+    let csv = dir.path().join("spooky.csv");
+    std::fs::write(&csv, text.lines().take(41).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let quick = ["--set", "train.epochs=2", "--set", "validation.method=none", "--device", "cpu"];
+    let args = [&["--backend", "tract"][..], &quick].concat();
+    let r =
+        fit_pipeline("pipelines/who-said-it-bert.toml", &dir.path().join("run"), &csv, &dir.path().join("c"), &args);
+    assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
+    assert_eq!(r["text"]["embedded_now"], 40);
+    let err = fails(&["fit", "pipelines/who-said-it-bert.toml", "--backend", "onnx"]);
+    assert!(err.contains("--backend") && err.contains("tract"), "{err}");
+    let err = fails(&["fit", "pipelines/who-said-it-bert.toml", "--set", "backbone.backend=\"gpu\""]);
+    assert!(err.contains("backbone.backend") && err.contains("expected auto, ort or tract"), "{err}");
+}
