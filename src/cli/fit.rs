@@ -1,20 +1,27 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
 use graft::config::PipelineConfig;
-use graft::pipeline::{self, FitOptions};
+use graft::pipeline::{self, FitOptions, RunDir};
 use graft::train::{ProgressMode, Session};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Train a pipeline and write a run folder: model.onnx (verified), report.json, curves.png,
 /// confusion.png and the native weights.
+///
+/// The run is built in OUT.partial and renamed to OUT when complete. Ctrl-C (or SIGTERM) stops
+/// after the current epoch with a checkpoint (a second Ctrl-C quits at once); --resume continues.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   graft fit pipelines/iris.toml --out runs/iris
   graft fit pipelines/iris.toml --out runs/wine --set data.path=wine.csv --set data.label=class
   graft fit pipelines/iris.toml --out runs/iris --set validation.method=holdout --set model.hidden=[32]
   graft fit pipelines/iris.toml --out runs/iris --resume      # continue an interrupted run
+  graft fit pipelines/iris.toml --out runs/iris --force       # replace a finished run
   graft fit pipelines/cats-vs-dogs.toml --out runs/cats-vs-dogs --with-preprocessing --device cuda")]
 pub struct FitArgs {
     /// Pipeline TOML (see pipelines/).
@@ -25,9 +32,13 @@ pub struct FitArgs {
     /// Override a pipeline field, e.g. --set train.epochs=50 (repeatable; values are TOML).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// Continue from the run folder's checkpoints.
+    /// Continue an interrupted run from its checkpoints (in OUT.partial).
     #[arg(long)]
     resume: bool,
+    /// Replace the run already in OUT, or discard an interrupted one (OUT is replaced only once
+    /// the new run is complete).
+    #[arg(long, conflicts_with = "resume")]
+    force: bool,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -59,12 +70,26 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
         sets.push("export.with_preprocessing=true".into());
     }
     let cfg = PipelineConfig::load(&args.pipeline, &sets)?;
-    let out = args.out.unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
     let mut session = Session::new(None, args.resume, progress);
     session.halt_after_epochs = args.halt_after_epochs;
-    let report = pipeline::fit(&cfg, FitOptions { out: out.clone(), session })
-        .with_context(|| format!("fitting {}", args.pipeline.display()))?;
+    let signal = catch_interrupts(session.stop.clone(), &cfg.name)?;
+    let fitted = pipeline::fit(&cfg, FitOptions { out: out.clone(), session, force: args.force });
+    if let Err(graft::Error::Interrupted { epoch }) = fitted {
+        eprintln!(
+            "{}: interrupted after epoch {epoch}; checkpoints are kept in {}\ncontinue with: {}",
+            cfg.name,
+            RunDir::new(&out)?.checkpoints().display(),
+            resume_command(&args, &out)
+        );
+        let code = match signal.load(Ordering::SeqCst) {
+            0 => 130,
+            sig => 128 + sig,
+        };
+        return Ok(ExitCode::from(code as u8));
+    }
+    let report = fitted.with_context(|| format!("fitting {}", args.pipeline.display()))?;
     let v = &report.validation;
     println!(
         "{}: {} accuracy {:.4} (log loss {:.4}) on {} rows",
@@ -73,4 +98,66 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     println!("{}", report.verification.summary());
     println!("wrote {}", out.join("model.onnx").display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Catches SIGINT and SIGTERM for the rest of the command: the first one sets `stop` (the training
+/// loop then writes a checkpoint at the end of the epoch and stops), a second one exits at once.
+/// Returns where the number of the first signal received is stored (0 while none).
+fn catch_interrupts(stop: Arc<AtomicBool>, name: &str) -> anyhow::Result<Arc<AtomicI32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let received = Arc::new(AtomicI32::new(0));
+    let first = received.clone();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(128 + sig);
+            }
+            first.store(sig, Ordering::SeqCst);
+            eprintln!("\n{name}: stopping after the current epoch to save a checkpoint (Ctrl-C again to quit now)");
+        }
+    });
+    Ok(received)
+}
+
+/// The command that continues this run: the same pipeline, overrides and folder, with --resume.
+fn resume_command(args: &FitArgs, out: &Path) -> String {
+    let mut words = vec!["graft".to_string(), "fit".into(), quote(&args.pipeline.to_string_lossy())];
+    words.extend(["--out".into(), quote(&out.to_string_lossy())]);
+    for set in &args.set {
+        words.extend(["--set".into(), quote(set)]);
+    }
+    if let Some(d) = &args.device {
+        words.extend(["--device".into(), quote(d)]);
+    }
+    if let Some(b) = &args.backend {
+        words.extend(["--backend".into(), quote(b)]);
+    }
+    if args.with_preprocessing {
+        words.push("--with-preprocessing".into());
+    }
+    words.push("--resume".into());
+    words.join(" ")
+}
+
+/// `word` quoted for a POSIX shell when it needs to be.
+fn quote(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quotes_only_what_the_shell_would_split() {
+        assert_eq!(quote("train.epochs=3"), "train.epochs=3");
+        assert_eq!(quote("data.path=\"my data.csv\""), "'data.path=\"my data.csv\"'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
 }

@@ -1,8 +1,7 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use ndarray::{Array2, ArrayD, Ix2};
-use safetensors::tensor::TensorView;
 
 use super::{loss, Ctx, Layer, LayerSpec, Param};
 use crate::rng::Rng;
@@ -108,19 +107,38 @@ impl Sequential {
     }
 }
 
-/// Writes f32 tensors and string metadata as one safetensors file, atomically.
+/// Writes f32 tensors and string metadata as a safetensors file, atomically. The bytes depend on the
+/// arguments alone (tensors and metadata keys in name order), so identical runs write identical
+/// files.
 pub fn save_tensors(path: &Path, tensors: &[(String, ArrayD<f32>)], metadata: HashMap<String, String>) -> Result<()> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
-        .iter()
-        .map(|(n, a)| (n.clone(), a.iter().flat_map(|v| v.to_le_bytes()).collect(), a.shape().to_vec()))
-        .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, b, s)| (n.clone(), TensorView::new(safetensors::Dtype::F32, s.clone(), b).expect("consistent")))
-        .collect();
-    let data = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-    io::write_atomic(path, &data)
+    fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+        serde_json::to_string(v).expect("strings and numbers serialise")
+    }
+    let mut sorted: Vec<&(String, ArrayD<f32>)> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
+    let mut header = format!("{{\"__metadata__\":{}", json(&metadata));
+    let mut offset = 0;
+    for (name, a) in &sorted {
+        let end = offset + a.len() * 4;
+        let shape = json(&a.shape().to_vec());
+        header.push_str(&format!(
+            ",{}:{{\"dtype\":\"F32\",\"shape\":{shape},\"data_offsets\":[{offset},{end}]}}",
+            json(name)
+        ));
+        offset = end;
+    }
+    header.push('}');
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut bytes = Vec::with_capacity(8 + header.len() + offset);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for (_, a) in &sorted {
+        bytes.extend(a.iter().flat_map(|v| v.to_le_bytes()));
+    }
+    io::write_atomic(path, &bytes)
 }
 
 /// Reads every f32 tensor and the metadata of a safetensors file.
@@ -140,4 +158,30 @@ pub fn load_tensors(path: &Path) -> Result<(Tensors, HashMap<String, String>)> {
         out.insert(name, array);
     }
     Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_bytes_do_not_depend_on_hash_order() {
+        let specs = [LayerSpec::Dense { inputs: 3, units: 2, init: crate::nn::Init::Glorot }];
+        let mut model = Sequential::new(&specs, &mut Rng::new(1));
+        let dir = tempfile::tempdir().unwrap();
+        let save = |model: &mut Sequential, name: &str| {
+            let meta: HashMap<String, String> = (0..12).map(|i| (format!("key.{i}"), format!("value {i}"))).collect();
+            let path = dir.path().join(name);
+            model.save(&path, meta).unwrap();
+            std::fs::read(path).unwrap()
+        };
+        let first = save(&mut model, "a.safetensors");
+        for i in 0..4 {
+            assert_eq!(save(&mut model, &format!("{i}.safetensors")), first);
+        }
+        let (loaded, meta) = Sequential::load(&dir.path().join("a.safetensors")).unwrap();
+        assert_eq!(meta["key.7"], "value 7");
+        let mut loaded = loaded;
+        assert_eq!(loaded.state(), model.state());
+    }
 }

@@ -25,8 +25,10 @@ pub struct HeadRun {
     pub folds: Vec<FoldResult>,
     /// Histories to plot.
     pub curves: Vec<plot::Curve>,
-    /// Seconds in training loops, all runs.
+    /// Seconds in training loops, all runs, in this process.
     pub train_seconds: f64,
+    /// Seconds in training loops spent by the interrupted processes this run resumed from.
+    pub earlier_train_seconds: f64,
     /// `out-of-fold`, `holdout` or `train`.
     pub evaluated_on: &'static str,
     /// The rows of the dataset that were evaluated, and their predicted probabilities.
@@ -100,7 +102,7 @@ pub fn train_head_with(
         ValidationMethod::Kfold => {
             let splits = stratified_kfold(&data.y, cfg.validation.folds, &mut rng)?;
             let mut oof = Array2::<f32>::zeros((data.len(), classes));
-            let (mut folds, mut histories, mut seconds) = (Vec::new(), Vec::new(), 0.0);
+            let (mut folds, mut histories, mut seconds, mut earlier) = (Vec::new(), Vec::new(), 0.0, 0.0);
             for (f, (tr, va)) in splits.iter().enumerate() {
                 let val = data.subset(va);
                 let run = format!("fold-{}", f + 1);
@@ -126,6 +128,7 @@ pub fn train_head_with(
                     epochs: outcome.history.len(),
                 });
                 seconds += outcome.seconds;
+                earlier += outcome.earlier_seconds;
                 histories.push(outcome.history);
             }
             let mut final_cfg = cfg.train.clone();
@@ -141,6 +144,7 @@ pub fn train_head_with(
             curves.push(plot::Curve::new("final", outcome.history.clone()));
             Ok(HeadRun {
                 train_seconds: seconds + outcome.seconds,
+                earlier_train_seconds: earlier + outcome.earlier_seconds,
                 model,
                 outcome,
                 folds,
@@ -163,6 +167,7 @@ pub fn train_head_with(
             let eval_proba = train::predict_with(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 1024, bucket);
             Ok(HeadRun {
                 train_seconds: outcome.seconds,
+                earlier_train_seconds: outcome.earlier_seconds,
                 curves: vec![plot::Curve::new(run, outcome.history.clone())],
                 model,
                 outcome,
@@ -212,7 +217,11 @@ pub fn finish(run: &HeadRun, f: Finish) -> Result<Report> {
         best_epoch: run.outcome.best_epoch,
         stopped_early: run.outcome.stopped_early,
         verification: f.verification,
-        timing: Timing { train_seconds: run.train_seconds, total_seconds: f.total_seconds },
+        timing: Timing {
+            train_seconds: run.train_seconds,
+            total_seconds: f.total_seconds,
+            earlier_train_seconds: run.earlier_train_seconds,
+        },
         images: f.images,
         text: f.text,
         outputs,

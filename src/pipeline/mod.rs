@@ -5,53 +5,64 @@
 mod head;
 mod image;
 mod report;
+mod run_dir;
 mod tabular;
 mod text;
 
 pub use report::{DataSummary, FoldResult, ImageSummary, Mistake, Report, TextSummary, Timing, ValidationSummary};
+pub use run_dir::{Inputs, RunDir};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::{PipelineConfig, Task};
 use crate::train::Session;
-use crate::{io, Error, Result};
+use crate::{Error, Result};
 
 /// Where a fit writes and how it runs.
 pub struct FitOptions {
+    /// The run folder; the run is built in `OUT.partial/` beside it (see [`RunDir`]).
     pub out: PathBuf,
     pub session: Session,
+    /// Replace a finished run at `out`, or discard an interrupted one, instead of refusing.
+    pub force: bool,
 }
 
-/// Runs the pipeline `cfg` into `opts.out`; fails (after writing the report) when verification
-/// fails.
+/// Runs the pipeline `cfg` into `opts.out`; fails (after writing the run folder, report included)
+/// when verification fails.
+///
+/// The run is built in `OUT.partial/` and renamed to `OUT` once every file is written. Before
+/// anything is created, the data path must exist and `OUT` must be free (see [`RunDir::prepare`]);
+/// a failed fresh run leaves nothing behind, except when it can be resumed (interrupted, or an I/O
+/// error such as a full disk after checkpoints were written): then `OUT.partial/` stays for
+/// `--resume`, which refuses another pipeline or changed data.
 pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    let ck = opts.out.join("checkpoints");
-    check_resumable(cfg, &ck, opts.session.resume)?;
-    opts.session.checkpoint_dir = Some(ck.clone());
-    let report = match cfg.task {
-        Task::Tabular => tabular::fit(cfg, &opts.out, &mut opts.session)?,
-        Task::Image => image::fit(cfg, &opts.out, &mut opts.session)?,
-        Task::TextLstm | Task::TextEncoder => text::fit(cfg, &opts.out, &mut opts.session)?,
-    };
-    report.verification.ensure()?;
-    std::fs::remove_dir_all(&ck).map_err(|e| Error::io(&ck, e))?;
-    Ok(report)
-}
-
-/// With `--resume`, refuses checkpoints made by a different pipeline; without it, starts over.
-fn check_resumable(cfg: &PipelineConfig, ck: &Path, resume: bool) -> Result<()> {
-    let saved = ck.join("pipeline.json");
-    if resume && saved.exists() {
-        let before: PipelineConfig = io::read_json(&saved)?;
-        if &before != cfg {
-            return Err(Error::Invalid(format!(
-                "{}: the pipeline changed since these checkpoints were written; run without --resume to start over",
-                ck.display()
-            )));
-        }
-    } else if ck.exists() {
-        std::fs::remove_dir_all(ck).map_err(|e| Error::io(ck, e))?;
+    let dir = RunDir::new(&opts.out)?;
+    let inputs = Inputs::of(cfg)?;
+    let resume = opts.session.resume;
+    dir.prepare(resume, opts.force)?;
+    if resume {
+        dir.check_resumable(cfg, &inputs)?;
+    } else {
+        dir.start(cfg, &inputs)?;
     }
-    io::write_json(&saved, cfg)
+    opts.session.checkpoint_dir = Some(dir.checkpoints());
+    let built = match cfg.task {
+        Task::Tabular => tabular::fit(cfg, &dir.partial, &mut opts.session),
+        Task::Image => image::fit(cfg, &dir.partial, &mut opts.session),
+        Task::TextLstm | Task::TextEncoder => text::fit(cfg, &dir.partial, &mut opts.session),
+    };
+    let report = match built {
+        Ok(report) => report,
+        Err(e) => {
+            let resumable =
+                matches!(e, Error::Interrupted { .. }) || matches!(e, Error::Io { .. }) && dir.has_checkpoints();
+            if !resume && !resumable {
+                dir.discard();
+            }
+            return Err(e);
+        }
+    };
+    dir.commit()?;
+    report.verification.ensure()?;
+    Ok(report)
 }

@@ -84,12 +84,19 @@ pub struct FoldResult {
     pub epochs: usize,
 }
 
-/// Wall-clock seconds.
+/// Wall-clock seconds of the command that finished the run (`train_seconds <= total_seconds`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Timing {
     /// Inside training loops (all folds and the final model).
     pub train_seconds: f64,
     pub total_seconds: f64,
+    /// Inside training loops, in the interrupted commands that this one resumed (`--resume`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub earlier_train_seconds: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// What an image pipeline adds to the report.

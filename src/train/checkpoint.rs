@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::callbacks::{EarlyStopping, Plateau};
 use super::EpochRecord;
+use crate::data::Dataset;
 use crate::nn::optim::OptimizerState;
 use crate::nn::sequential::{load_tensors, save_tensors};
 use crate::rng::Rng;
@@ -27,6 +29,77 @@ pub struct LoopState {
     /// The run finished; the `model.*` tensors are the final weights.
     pub done: bool,
     pub stopped_early: bool,
+    /// What the loop trains on (absent in checkpoints written before graft recorded it).
+    #[serde(default)]
+    pub data: Option<DataPrint>,
+}
+
+/// A fingerprint of the examples one run trains and validates on, so that `--resume` refuses
+/// checkpoints made from other data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPrint {
+    pub rows: usize,
+    /// sha256 of the training inputs' shape and f32 bytes.
+    pub features: String,
+    /// sha256 of the training labels.
+    pub labels: String,
+    /// sha256 of the validation inputs and labels, when there are any.
+    pub validation: Option<String>,
+}
+
+impl DataPrint {
+    /// The fingerprint of `train` and `val`.
+    pub fn of(train: &Dataset, val: Option<&Dataset>) -> Self {
+        let features = |d: &Dataset| {
+            let mut h = Sha256::new();
+            d.x.shape().iter().for_each(|&n| h.update((n as u64).to_le_bytes()));
+            hash_chunked(&mut h, d.x.iter().map(|v| v.to_le_bytes()));
+            h
+        };
+        let labels = |d: &Dataset, mut h: Sha256| {
+            hash_chunked(&mut h, d.y.iter().map(|&c| (c as u64).to_le_bytes()));
+            hex(h)
+        };
+        DataPrint {
+            rows: train.len(),
+            features: hex(features(train)),
+            labels: labels(train, Sha256::new()),
+            validation: val.map(|v| labels(v, features(v))),
+        }
+    }
+
+    /// Why data printed as `self` cannot continue a run that trained on data printed as `saved`
+    /// (`None` when it can).
+    pub fn differs_from(&self, saved: &DataPrint) -> Option<String> {
+        if self.rows != saved.rows {
+            Some(format!("{} training rows now, {} when it was written", self.rows, saved.rows))
+        } else if self.labels != saved.labels {
+            Some("the training labels changed".into())
+        } else if self.features != saved.features {
+            Some("the training inputs changed".into())
+        } else if self.validation != saved.validation {
+            Some("the validation rows changed".into())
+        } else {
+            None
+        }
+    }
+}
+
+/// Feeds `items` to `h` through a buffer (one `update` per item is several times slower).
+fn hash_chunked<const N: usize>(h: &mut Sha256, items: impl Iterator<Item = [u8; N]>) {
+    let mut buf = Vec::with_capacity(1 << 16);
+    for item in items {
+        buf.extend_from_slice(&item);
+        if buf.len() >= 1 << 16 {
+            h.update(&buf);
+            buf.clear();
+        }
+    }
+    h.update(&buf);
+}
+
+fn hex(h: Sha256) -> String {
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A checkpoint read back: state plus tensors grouped by prefix.

@@ -1,7 +1,7 @@
 //! The one training loop every pipeline uses: mini-batches over a [`Dataset`], the fused softmax
 //! cross-entropy, an [`Optimizer`](crate::nn::Optimizer), early stopping with best-weight
 //! restoration, reduce-LR-on-plateau, checkpoints (after an epoch, at most every 2 s, and always on
-//! stopping) and `--resume`.
+//! stopping or interruption), `--resume`, and a stop when the loss diverges.
 
 pub mod callbacks;
 mod checkpoint;
@@ -12,13 +12,15 @@ pub mod progress;
 pub use progress::{Progress, ProgressMode};
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::{ArrayD, Axis, Ix2};
 use serde::{Deserialize, Serialize};
 
 use self::callbacks::{EarlyStopping, Plateau, Verdict};
-use self::checkpoint::LoopState;
+use self::checkpoint::{DataPrint, LoopState};
 use crate::config::{ClassWeight, ClassWeightMode, TrainConfig};
 use crate::data::{class_counts, Dataset};
 use crate::nn::{loss, Ctx, Sequential};
@@ -46,12 +48,15 @@ pub struct FitOutcome {
     /// The epoch whose weights the model holds at the end (the best one under early stopping).
     pub best_epoch: usize,
     pub stopped_early: bool,
-    /// Seconds spent in the loop (across resumptions).
+    /// Seconds spent in the loop by this process.
     pub seconds: f64,
+    /// Seconds spent in the loop by the interrupted processes this run resumed from.
+    pub earlier_seconds: f64,
 }
 
-/// Run-wide control shared by every fit of one command: checkpoints, resumption, progress, and a
-/// deliberate stop after a number of epochs (to exercise `--resume`).
+/// Run-wide control shared by every fit of one command: checkpoints, resumption, progress, a stop
+/// request (a signal handler sets [`Session::stop`]), and a deliberate stop after a number of epochs
+/// (to exercise `--resume`).
 #[derive(Clone, Debug)]
 pub struct Session {
     pub checkpoint_dir: Option<PathBuf>,
@@ -60,6 +65,9 @@ pub struct Session {
     /// Least time between two checkpoints (one is always written on stopping and at the end).
     pub checkpoint_every: std::time::Duration,
     pub progress: ProgressMode,
+    /// When set (from any thread), the loop stops at the end of the current epoch, writes a
+    /// checkpoint and returns [`Error::Interrupted`].
+    pub stop: Arc<AtomicBool>,
     epochs_run: usize,
 }
 
@@ -72,6 +80,7 @@ impl Session {
             halt_after_epochs: None,
             checkpoint_every: std::time::Duration::from_secs(2),
             progress,
+            stop: Arc::new(AtomicBool::new(false)),
             epochs_run: 0,
         }
     }
@@ -115,7 +124,13 @@ pub struct Job<'a> {
 /// `run` names the checkpoint and the progress line. With a checkpoint folder, state is saved after
 /// epochs (see [`Session::checkpoint_every`]); with `session.resume`, a saved run continues where it
 /// stopped (or returns at once when it had finished), drawing exactly the random numbers the
-/// uninterrupted run would have.
+/// uninterrupted run would have. A checkpoint of other data (rows, labels, inputs or validation
+/// rows differ) is refused.
+///
+/// Fails with [`Error::Interrupted`] (after writing a checkpoint) when [`Session::stop`] is set or
+/// `halt_after_epochs` is reached, and with [`Error::Invalid`] when the training loss diverges: not
+/// finite, above 1000 times the first epoch's, or above 100 times a uniform guess's (`ln C`, at
+/// least 1, times the largest class weight).
 pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Session) -> Result<FitOutcome> {
     let Job { train, val, cfg, class_weights: weights, run, bucket_by_length } = *job;
     let lengths = bucket_by_length.then(|| crate::nn::lengths(&train.x));
@@ -131,10 +146,19 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         seconds: 0.0,
         done: false,
         stopped_early: false,
+        data: None,
     };
+    let print = DataPrint::of(train, val);
     let mut best = model.state();
     if let (true, Some(path)) = (session.resume, &ck_path) {
         if let Some(ck) = checkpoint::load(path)? {
+            if let Some(why) = ck.state.data.as_ref().and_then(|saved| print.differs_from(saved)) {
+                return Err(Error::Invalid(format!(
+                    "{}: cannot resume: the data changed since this checkpoint was written ({why}); \
+                     restore the data, or start over with --force",
+                    path.display()
+                )));
+            }
             model.load_state(&ck.model).map_err(|e| Error::data(path, None, e.to_string()))?;
             optimizer.restore(&ck.state.optimizer, ck.optimizer);
             best = best.into_iter().map(|(n, a)| (n.clone(), ck.best.get(&n).cloned().unwrap_or(a))).collect();
@@ -142,15 +166,23 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             rng = state.rng.clone();
         }
     }
+    state.data = Some(print);
+    let earlier_seconds = state.seconds;
     let outcome = |s: &LoopState| FitOutcome {
         history: s.history.clone(),
         best_epoch: if cfg.early_stopping.patience > 0 { s.early.best_epoch } else { s.epoch },
         stopped_early: s.stopped_early,
-        seconds: s.seconds,
+        seconds: s.seconds - earlier_seconds,
+        earlier_seconds,
     };
     if state.done {
         return Ok(outcome(&state));
     }
+    if session.stop.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted { epoch: state.epoch });
+    }
+    let largest_weight = weights.map_or(1.0, |w| w.iter().copied().fold(1.0, f32::max));
+    let mut classes = 2;
 
     let mut progress = Progress::new(session.progress, run, cfg.epochs as u64, "epochs");
     progress.resumed(state.epoch as u64);
@@ -168,12 +200,14 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
             let logits = model.forward(x, &mut Ctx::new(true, &mut rng));
             let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
+            classes = logits.ncols();
             let (l, grad) = loss::softmax_cross_entropy(logits.view(), &y, weights);
             loss_sum += l as f64 * idx.len() as f64;
             hits += metrics::argmax_rows(logits.view()).iter().zip(&y).filter(|(p, t)| p == t).count();
             model.backward(grad.into_dyn());
             let mut params: Vec<_> = model.params().into_iter().map(|(_, p)| p).collect();
             optimizer.step(&mut params);
+            progress.within(b as u64 + 1, batches.len() as u64);
         }
         let mut record = EpochRecord {
             epoch,
@@ -189,10 +223,18 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             record.val_loss = Some(metrics::log_loss(p.view(), &val.y));
             record.val_accuracy = Some(metrics::accuracy(p.view(), &val.y));
         }
+        let first_loss = state.history.first().map_or(record.loss, |r| r.loss);
+        if let Some(why) = diverged(record.loss, first_loss, classes, largest_weight) {
+            progress.finish("diverged");
+            return Err(Error::Invalid(format!(
+                "{run}: training diverged at epoch {epoch}: {why}; lower train.optimizer.lr (it is {})",
+                optimizer.lr()
+            )));
+        }
         let monitored = record.val_loss.unwrap_or(record.loss);
         if !monitored.is_finite() {
             return Err(Error::Invalid(format!(
-                "{run}: the loss became {monitored} at epoch {epoch}; lower train.optimizer.lr"
+                "{run}: the validation loss became {monitored} at epoch {epoch}; lower train.optimizer.lr"
             )));
         }
         let verdict = state.early.update(&cfg.early_stopping, epoch, monitored);
@@ -207,13 +249,13 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         state.seconds += record.seconds;
         progress.advance(1, || describe(&record));
         state.history.push(record);
-            progress.within(b as u64 + 1, batches.len() as u64);
         if verdict == Verdict::Stop {
             state.stopped_early = true;
             break;
         }
         session.epochs_run += 1;
-        let halt = session.halt_after_epochs.is_some_and(|h| session.epochs_run >= h);
+        let halt =
+            session.halt_after_epochs.is_some_and(|h| session.epochs_run >= h) || session.stop.load(Ordering::Relaxed);
         if halt || last_save.elapsed() >= session.checkpoint_every {
             save_checkpoint(&ck_path, &mut state, &rng, &optimizer, model, &best)?;
             last_save = Instant::now();
@@ -233,6 +275,22 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     let out = outcome(&state);
     progress.finish(&format!("done, best epoch {} ({:.2}s)", out.best_epoch, out.seconds));
     Ok(out)
+}
+
+/// Why a training loss of `loss` means the run diverged (`None` when it did not): not finite, above
+/// 100 times `max(ln classes, 1)` (a uniform guess scores `ln classes`) times the largest class
+/// weight, or above 1000 times the first epoch's loss `first`.
+fn diverged(loss: f32, first: f32, classes: usize, largest_weight: f32) -> Option<String> {
+    let uniform = (classes as f32).ln();
+    if !loss.is_finite() {
+        Some(format!("the loss became {loss}"))
+    } else if loss > 100.0 * uniform.max(1.0) * largest_weight {
+        Some(format!("the loss rose to {loss:.3e} (a uniform guess scores {uniform:.3})"))
+    } else if loss > 1000.0 * first {
+        Some(format!("the loss rose to {loss:.3e} from {first:.3e} at the first epoch"))
+    } else {
+        None
+    }
 }
 
 fn save_checkpoint(

@@ -111,3 +111,82 @@ fn balanced_class_weights() {
     assert_eq!(w, vec![4.0 / 6.0, 2.0]);
     assert!(class_weights(&ClassWeight::Explicit(vec![1.0]), &[0, 1], 2).is_err());
 }
+
+fn toy_job<'a>(data: &'a Dataset, c: &'a TrainConfig) -> Job<'a> {
+    Job { train: data, val: None, cfg: c, class_weights: None, run: "toy", bucket_by_length: false }
+}
+
+#[test]
+fn resume_refuses_a_checkpoint_of_other_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(12);
+    let data = toy(200, 1);
+    let run = |data: &Dataset, resume: bool, halt: Option<usize>| {
+        let mut session = Session::new(Some(dir.path().to_path_buf()), resume, ProgressMode::Quiet);
+        session.halt_after_epochs = halt;
+        let mut rng = Rng::new(42);
+        let mut model = Sequential::new(&specs(), &mut rng);
+        fit(&mut model, &toy_job(data, &c), rng, &mut session)
+    };
+    assert!(matches!(run(&data, false, Some(3)), Err(Error::Interrupted { epoch: 3 })));
+    let mut relabelled = data.clone();
+    relabelled.y.iter_mut().for_each(|y| *y = 1 - *y);
+    let err = run(&relabelled, true, None).unwrap_err().to_string();
+    assert!(err.contains("cannot resume") && err.contains("the training labels changed"), "{err}");
+    let mut moved = data.clone();
+    moved.x[[0, 0]] += 1.0;
+    let err = run(&moved, true, None).unwrap_err().to_string();
+    assert!(err.contains("the training inputs changed"), "{err}");
+    let err = run(&data.subset(&(0..150).collect::<Vec<_>>()), true, None).unwrap_err().to_string();
+    assert!(err.contains("150 training rows now, 200"), "{err}");
+    assert_eq!(run(&data, true, None).unwrap().history.len(), 12);
+}
+
+#[test]
+fn a_stop_request_checkpoints_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(12);
+    let data = toy(200, 1);
+    let session = Session::new(Some(dir.path().to_path_buf()), false, ProgressMode::Quiet);
+    session.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut rng = Rng::new(42);
+    let mut model = Sequential::new(&specs(), &mut rng);
+    let got = fit(&mut model, &toy_job(&data, &c), rng, &mut session.clone());
+    assert!(matches!(got, Err(Error::Interrupted { epoch: 0 })), "stopped before the first epoch");
+    let (uninterrupted, _) = train_once(12, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
+    // Interrupted after 4 epochs, then stopped (from another thread) before the resumed run trains:
+    // the checkpoint still continues to the uninterrupted result.
+    let mut first = Session::new(Some(dir.path().to_path_buf()), false, ProgressMode::Quiet);
+    first.halt_after_epochs = Some(4);
+    assert!(matches!(train_once(12, &mut first), Err(Error::Interrupted { epoch: 4 })));
+    let mut second = Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet);
+    let stop = second.stop.clone();
+    std::thread::spawn(move || stop.store(true, std::sync::atomic::Ordering::SeqCst)).join().unwrap();
+    assert!(matches!(train_once(12, &mut second), Err(Error::Interrupted { epoch: 4 })));
+    let mut third = Session::new(Some(dir.path().to_path_buf()), true, ProgressMode::Quiet);
+    let (resumed, out) = train_once(12, &mut third).unwrap();
+    assert_eq!(resumed, uninterrupted);
+    assert!(out.earlier_seconds > 0.0 && out.seconds >= 0.0);
+}
+
+#[test]
+fn an_exploding_loss_is_an_error() {
+    let data = toy(200, 1);
+    let mut c = cfg(20);
+    c.optimizer = OptimizerConfig { kind: crate::nn::OptimizerKind::Adam, lr: 1e4, ..Default::default() };
+    let mut rng = Rng::new(42);
+    let mut model = Sequential::new(&specs(), &mut rng);
+    let err = fit(&mut model, &toy_job(&data, &c), rng, &mut Session::new(None, false, ProgressMode::Quiet))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("toy: training diverged at epoch") && err.contains("lower train.optimizer.lr"), "{err}");
+}
+
+#[test]
+fn divergence_thresholds() {
+    assert!(diverged(f32::NAN, 1.0, 3, 1.0).is_some());
+    assert!(diverged(120.0, 1.0, 3, 1.0).is_some(), "100 x ln 3");
+    assert!(diverged(120.0, 1.0, 3, 2.0).is_none(), "scaled by the largest class weight");
+    assert!(diverged(60.0, 0.05, 2, 1.0).is_some(), "1000 x the first epoch's loss");
+    assert!(diverged(2.0, 0.05, 2, 1.0).is_none());
+}

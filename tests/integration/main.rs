@@ -9,5 +9,6 @@ mod common;
 mod hub;
 mod images;
 mod paths;
+mod runs;
 mod tabular;
 mod text;
