@@ -82,13 +82,21 @@ pub struct TextInput {
 }
 
 /// How token states become one sentence vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Pooling {
     /// Mean over tokens where `attention_mask = 1`.
+    #[default]
     Mean,
     /// The first token's state.
     Cls,
+}
+
+impl Pooling {
+    /// Whether this is the default, [`Pooling::Mean`] (left out of `graft.text` metadata).
+    pub fn is_mean(&self) -> bool {
+        *self == Pooling::Mean
+    }
 }
 
 impl Manifest {

@@ -101,6 +101,9 @@ pub struct TextMeta {
     /// The frozen encoder's output tensor inside the graph (encoder models).
     #[serde(default)]
     pub encoder_output: Option<String>,
+    /// How an encoder model pools `encoder_output` (mean when absent).
+    #[serde(default, skip_serializing_if = "crate::config::manifest::Pooling::is_mean")]
+    pub pooling: crate::config::manifest::Pooling,
 }
 
 impl ModelMeta {
@@ -137,7 +140,13 @@ mod tests {
     /// `fixed_padding` is no longer written; older models that say `true` still read as such.
     #[test]
     fn fixed_padding_is_read_but_not_written() {
-        let meta = TextMeta { max_length: 8, inputs: vec![], fixed_padding: false, encoder_output: None };
+        let meta = TextMeta {
+            max_length: 8,
+            inputs: vec![],
+            fixed_padding: false,
+            encoder_output: None,
+            pooling: Default::default(),
+        };
         let json = serde_json::to_string(&meta).unwrap();
         assert!(!json.contains("fixed_padding"), "{json}");
         assert_eq!(serde_json::from_str::<TextMeta>(&json).unwrap(), meta);

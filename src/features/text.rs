@@ -189,4 +189,24 @@ mod tests {
             assert!(diff < 1e-6, "{pooling:?}: {got} vs {want}");
         }
     }
+
+    /// `graft.text` records a CLS pooling (for `graft verify`); mean, the default, is left out and
+    /// is what metadata without the field means.
+    #[test]
+    fn text_metadata_records_the_pooling() {
+        let meta = crate::export::TextMeta {
+            max_length: 8,
+            inputs: vec![],
+            fixed_padding: false,
+            encoder_output: Some("hidden".into()),
+            pooling: Pooling::Cls,
+        };
+        let json = serde_json::to_string(&meta).unwrap();
+        assert!(json.contains(r#""pooling":"cls""#), "{json}");
+        assert_eq!(serde_json::from_str::<crate::export::TextMeta>(&json).unwrap(), meta);
+        let mean = crate::export::TextMeta { pooling: Pooling::Mean, ..meta };
+        let json = serde_json::to_string(&mean).unwrap();
+        assert!(!json.contains("pooling"), "{json}");
+        assert_eq!(serde_json::from_str::<crate::export::TextMeta>(&json).unwrap().pooling, Pooling::Mean);
+    }
 }

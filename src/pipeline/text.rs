@@ -143,6 +143,7 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         inputs: vec![INPUT_IDS.into(), ATTENTION_MASK.into()],
         fixed_padding: false,
         encoder_output: None,
+        pooling: Default::default(),
     };
     let meta = text_metadata(labels, &text_meta, &sha);
     let onnx = export::native_text_model(&run.model, classes, &meta)?;
@@ -193,6 +194,7 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         inputs: backbone.inputs.clone(),
         fixed_padding: false,
         encoder_output: Some(backbone.output.clone()),
+        pooling: backbone.pooling(),
     };
     let mut meta = text_metadata(labels, &text_meta, &sha);
     meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));

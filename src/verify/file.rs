@@ -99,7 +99,7 @@ fn text(model: &Path, data: &Path, meta: &ModelMeta, kind: BackendKind) -> Resul
             });
             let mask = mask.ok_or_else(|| Error::Tensor { name: "attention_mask".into(), msg: "missing".into() })?;
             let states = backbone_part(model, hidden, inputs.clone())?;
-            let pooled = crate::features::masked_mean(&states, &mask)?;
+            let pooled = crate::features::pool(text.pooling, &states, &mask)?;
             crate::train::predict(&mut native_model, &pooled.into_dyn(), 1024)
         }
     };
