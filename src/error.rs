@@ -90,7 +90,7 @@ mod tests {
         let e = Error::io("a/b.onnx", std::io::Error::from(ErrorKind::NotFound));
         assert_eq!(e.to_string(), "no such file: a/b.onnx");
         assert!(e.source().is_none(), "the cause is in the message; a chain would print it twice");
-        let e = Error::io("x", std::io::Error::new(ErrorKind::Other, "disk on fire"));
+        let e = Error::io("x", std::io::Error::other("disk on fire"));
         assert_eq!(e.to_string(), "x: disk on fire");
         assert!(e.source().is_none());
     }
