@@ -123,3 +123,8 @@ impl Tail {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod ort_tests;
+#[cfg(test)]
+mod tests;

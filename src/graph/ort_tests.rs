@@ -1,0 +1,84 @@
+//! The tail's forward pass against ONNX Runtime on the shipped backbones: the frozen front runs on
+//! ORT up to the unfreeze point (and the side inputs), the tail natively from there, and the
+//! result must match ORT's own value of the end tensor.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::{Tail, Value};
+use crate::backend::{Backend, OrtBackend, OrtOptions};
+use crate::onnx::{self, cut::cut, pb};
+use crate::rng::Rng;
+
+fn shared_model(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models").join(name).join("model.onnx")
+}
+
+/// Runs `model` cut at `tensor` on ORT with whichever of `feeds` it takes.
+fn ort_value(model: &pb::ModelProto, tensor: &str, feeds: &[(String, Value)], what: &Path) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("front.onnx");
+    onnx::save(&path, &cut(model, tensor, what).unwrap()).unwrap();
+    let mut ort =
+        OrtBackend::load(&path, &OrtOptions::default()).expect("ONNX Runtime: run scripts/setup-ort.sh first");
+    let names: Vec<String> = ort.inputs().iter().map(|i| i.name.clone()).collect();
+    let feed = feeds.iter().filter(|(n, _)| names.contains(n)).cloned().collect();
+    let mut out = ort.run(feed).unwrap();
+    out.remove(0).1
+}
+
+/// Feeds the tail what ORT computes for its start tensor and side inputs; returns the largest
+/// absolute difference from ORT's end tensor, and the tail.
+fn compare(path: &Path, start: &str, end: &str, feeds: &[(String, Value)]) -> (f32, Tail) {
+    let model = onnx::load(path).unwrap();
+    let mut tail = Tail::new(&model, start, Some(end)).unwrap();
+    let x = ort_value(&model, start, feeds, path).into_f32(start).unwrap();
+    let side: Vec<(String, Value)> =
+        tail.side_inputs().iter().map(|s| (s.to_string(), ort_value(&model, s, feeds, path))).collect();
+    let want = ort_value(&model, end, feeds, path).into_f32(end).unwrap();
+    let got = tail.forward(x, side, false).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    let diff = got.iter().zip(want.iter()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    (diff, tail)
+}
+
+#[test]
+fn minilm_last_two_layers_match_ort() {
+    let (n, s) = (3, 9);
+    let mut rng = Rng::new(4);
+    let ids = ArrayD::from_shape_fn(IxDyn(&[n, s]), |_| 1000 + rng.below(20000) as i64);
+    // Row 1 has four padding tokens: the additive mask matters.
+    let mask = ArrayD::from_shape_fn(IxDyn(&[n, s]), |ix| i64::from(!(ix[0] == 1 && ix[1] >= 5)));
+    let feeds = vec![
+        ("input_ids".to_string(), Value::I64(ids)),
+        ("attention_mask".to_string(), Value::I64(mask)),
+        ("token_type_ids".to_string(), Value::I64(ArrayD::zeros(IxDyn(&[n, s])))),
+    ];
+    // layernormalization_152 ends layer 3: the tail is layers 4 and 5.
+    let (diff, tail) =
+        compare(&shared_model("all-minilm-l6-v2"), "layernormalization_152", "last_hidden_state", &feeds);
+    assert!(diff <= 1e-4, "tail vs ORT: max |diff| {diff}");
+    assert_eq!(tail.side_inputs(), vec!["unsqueeze_12"], "the additive attention mask [N,1,1,S]");
+    let names = tail.param_names();
+    assert_eq!(names.len(), 32, "16 tensors per layer: {names:?}");
+    assert!(names.iter().all(|n| n.starts_with("encoder.layer.4.") || n.starts_with("encoder.layer.5.")), "{names:?}");
+    assert_eq!(tail.param_count(), 2 * 1_774_464);
+}
+
+#[test]
+fn efficientnet_last_block_matches_ort() {
+    let mut rng = Rng::new(5);
+    let image = ArrayD::from_shape_fn(IxDyn(&[2, 3, 224, 224]), |_| rng.normal());
+    let feeds = vec![("input".to_string(), Value::F32(image))];
+    // add_54 is the input of the last block (conv_55..conv_57), then the 1x1 head conv and the pool.
+    let (diff, tail) = compare(&shared_model("efficientnet-lite0"), "add_54", "features", &feeds);
+    assert!(diff <= 1e-4, "tail vs ORT: max |diff| {diff}");
+    assert!(tail.side_inputs().is_empty());
+    let ops: Vec<&str> = tail.nodes().iter().map(|(_, op)| *op).collect();
+    assert_eq!(ops, ["Conv", "Clip", "Conv", "Clip", "Conv", "Conv", "Clip", "GlobalAveragePool", "Flatten"]);
+    assert_eq!(
+        tail.param_names(),
+        ["conv_55_W", "conv_55_B", "conv_56_W", "conv_56_B", "conv_57_W", "conv_57_B", "conv_58_W", "conv_58_B"]
+    );
+}
