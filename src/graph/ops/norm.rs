@@ -89,6 +89,15 @@ impl Op for LayerNorm {
     }
 }
 
+/// An input of [`BatchNorm`] as `[N, C, spatial]` with its per-channel `scale * inv`, `inv =
+/// 1 / sqrt(var + eps)` and `mean`.
+struct Prepared {
+    x3: ndarray::Array3<f32>,
+    k: Vec<f32>,
+    inv: Vec<f32>,
+    mean: Vec<f32>,
+}
+
 /// Batch normalisation with frozen statistics: `y = (x - mean) / sqrt(var + eps) * scale + B`
 /// per channel (axis 1).
 ///
@@ -107,8 +116,8 @@ impl BatchNorm {
         Ok(BatchNorm { epsilon: a.float("epsilon", 1e-5) })
     }
 
-    /// `x` as `[N, C, spatial]` and the per-channel `(scale * inv, inv, mean)`.
-    fn prepare(&self, x: &[Option<&Value>]) -> OpResult<(ndarray::Array3<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    /// `x` as `[N, C, spatial]` and the per-channel factors.
+    fn prepare(&self, x: &[Option<&Value>]) -> OpResult<Prepared> {
         let a = as_f32(input(x, 0)?, "X")?;
         if a.ndim() < 2 {
             return Err(format!("X must be [N, C, ...], got {:?}", a.shape()));
@@ -126,13 +135,13 @@ impl BatchNorm {
         let inv: Vec<f32> = var.iter().map(|v| 1.0 / (v + self.epsilon).sqrt()).collect();
         let k: Vec<f32> = scale.iter().zip(&inv).map(|(s, i)| s * i).collect();
         let x3 = a.as_standard_layout().into_owned().into_shape_with_order((n, c, rest)).unwrap();
-        Ok((x3, k, inv, mean))
+        Ok(Prepared { x3, k, inv, mean })
     }
 }
 
 impl Op for BatchNorm {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let (mut x3, k, _, mean) = self.prepare(x)?;
+        let Prepared { mut x3, k, mean, .. } = self.prepare(x)?;
         let b: Vec<f32> = as_f32(input(x, 2)?, "B")?.iter().copied().collect();
         for mut img in x3.outer_iter_mut() {
             for (ch, mut plane) in img.outer_iter_mut().enumerate() {
@@ -143,7 +152,7 @@ impl Op for BatchNorm {
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
-        let (x3, k, inv, mean) = self.prepare(x)?;
+        let Prepared { x3, k, inv, mean } = self.prepare(x)?;
         let g = dy.as_standard_layout().into_owned().into_shape_with_order(x3.raw_dim()).unwrap();
         let c = k.len();
         let dx = want[0].then(|| {

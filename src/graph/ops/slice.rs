@@ -65,15 +65,14 @@ impl Op for Concat {
 /// # Shapes
 /// `x`: any; output: `x` with the sliced axes shortened.
 pub struct Slice {
-    /// `(starts, ends, axes)` from the attributes before opset 10.
-    attrs: Option<(Vec<i64>, Vec<i64>, Option<Vec<i64>>)>,
+    /// `starts`, `ends` and `axes` from the attributes before opset 10.
+    attrs: Option<[Option<Vec<i64>>; 3]>,
 }
 
 impl Slice {
     /// Reads the attributes of opset < 10.
     pub fn new(a: &Attrs, opset: i64) -> Self {
-        let attrs = (opset < 10)
-            .then(|| (a.ints("starts").unwrap_or_default(), a.ints("ends").unwrap_or_default(), a.ints("axes")));
+        let attrs = (opset < 10).then(|| [a.ints("starts"), a.ints("ends"), a.ints("axes")]);
         Slice { attrs }
     }
 
@@ -81,7 +80,7 @@ impl Slice {
     fn ranges(&self, x: &[Option<&Value>], shape: &[usize]) -> OpResult<Vec<Range>> {
         let opt = |i: usize, what: &str| x.get(i).copied().flatten().map(|v| i64_list(v, what)).transpose();
         let (starts, ends, axes, steps) = match &self.attrs {
-            Some((s, e, a)) => (s.clone(), e.clone(), a.clone(), None),
+            Some([s, e, a]) => (s.clone().unwrap_or_default(), e.clone().unwrap_or_default(), a.clone(), None),
             None => {
                 (i64_list(input(x, 1)?, "starts")?, i64_list(input(x, 2)?, "ends")?, opt(3, "axes")?, opt(4, "steps")?)
             }
@@ -91,6 +90,10 @@ impl Slice {
             Some(a) => a.iter().map(|&v| axis(v, rank)).collect::<OpResult<_>>()?,
             None => (0..starts.len()).collect(),
         };
+        let n = starts.len();
+        if ends.len() != n || axes.len() != n || steps.as_ref().is_some_and(|s| s.len() != n) {
+            return Err(format!("starts, ends, axes and steps differ in length ({n}, {}, {})", ends.len(), axes.len()));
+        }
         let mut ranges = vec![Range::from(..); rank];
         for (k, &ax) in axes.iter().enumerate() {
             let dim = shape[ax] as i64;
