@@ -241,18 +241,20 @@ fn a_damaged_feature_cache_is_dropped_with_one_warning_and_recomputed() {
     let f = tmp.path().join("f.safetensors");
     let (clean, warnings) = embed(&f);
     assert_eq!((clean.nrows(), warnings), (4, 0));
-    let damage: [&dyn Fn(&mut Vec<u8>); 2] = [
-        &|b: &mut Vec<u8>| {
-            let n = b.len();
-            b[n - 64..].fill(0xFF);
-        },
-        &|b: &mut Vec<u8>| b.truncate(b.len() - 100),
-    ];
-    for hurt in damage {
+    // Same-size garbage over the end (feature bytes), then a shard cut short.
+    fn garbage(mut b: Vec<u8>) -> Vec<u8> {
+        let n = b.len();
+        b[n - 64..].fill(0xFF);
+        b
+    }
+    fn truncate(mut b: Vec<u8>) -> Vec<u8> {
+        b.truncate(b.len() - 100);
+        b
+    }
+    for hurt in [garbage, truncate] {
         let files = shards();
         assert_eq!(files.len(), 1, "{files:?}");
-        let mut bytes = std::fs::read(&files[0]).unwrap();
-        hurt(&mut bytes);
+        let bytes = hurt(std::fs::read(&files[0]).unwrap());
         std::fs::write(&files[0], bytes).unwrap();
         let (again, warnings) = embed(&f);
         assert_eq!(warnings, 1, "one warning for the damaged shard");
