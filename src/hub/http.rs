@@ -95,10 +95,17 @@ impl Failure {
 
     fn from_ureq(e: ureq::Error, opts: &HttpOptions) -> Self {
         match e {
-            ureq::Error::Status(code, r) => Failure {
-                msg: format!("the server answered {code} {}", r.status_text()),
-                transient: code >= 500 || code == 429,
-            },
+            ureq::Error::Status(code, r) => {
+                let hint = if code == 401 || code == 403 {
+                    " (private or gated repositories need HF_TOKEN or `huggingface-cli login`)"
+                } else {
+                    ""
+                };
+                Failure {
+                    msg: format!("the server answered {code} {}{hint}", r.status_text()),
+                    transient: code >= 500 || code == 429,
+                }
+            }
             ureq::Error::Transport(t) => {
                 let timed_out = source_io_kind(&t).is_some_and(is_timeout);
                 let msg = if timed_out {
@@ -210,7 +217,7 @@ impl Client<'_> {
             url = join_path(&url, &location);
         }
         let r = response.ok_or_else(|| Failure::fatal("too many redirects"))?;
-        let header = |k: &str| r.header(k).map(|v| v.trim_matches('"').to_string());
+        let header = |k: &str| r.header(k).map(bare);
         let etag = header("X-Linked-Etag")
             .or_else(|| header("ETag"))
             .ok_or_else(|| Failure::fatal("the answer has no ETag header: is this a hub endpoint?"))?;
@@ -287,6 +294,12 @@ impl Client<'_> {
         }
         Ok(())
     }
+}
+
+/// A header value without the quotes and weak-validator prefix of an ETag (`W/"abc"` is `abc`):
+/// the cache names blobs by the bare value.
+fn bare(v: &str) -> String {
+    v.trim().trim_start_matches("W/").trim_matches('"').to_string()
 }
 
 fn content_range_total(h: Option<&str>) -> Result<u64, Failure> {
@@ -369,6 +382,13 @@ mod tests {
         assert!(HttpOptions::from_vars(vars("0", "1")).unwrap_err().contains("positive"));
         assert!(HttpOptions::from_vars(vars("1", "-1")).unwrap_err().contains(RETRIES_ENV));
         assert_eq!(HttpOptions::from_vars(|_| None).unwrap(), HttpOptions::default());
+    }
+
+    #[test]
+    fn etags_lose_quotes_and_weak_prefix() {
+        assert_eq!(bare("\"abc\""), "abc");
+        assert_eq!(bare("W/\"abc\""), "abc");
+        assert_eq!(bare(" 0123 "), "0123");
     }
 
     #[test]

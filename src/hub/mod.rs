@@ -36,6 +36,7 @@ pub struct HubOptions {
     pub endpoint: Option<String>,
     /// Cache root (default `$HF_HOME/hub`, else `~/.cache/huggingface/hub`).
     pub cache_dir: Option<PathBuf>,
+    /// Bearer token (default: the token file `huggingface-cli login` writes, if any).
     pub token: Option<String>,
     /// Resolve from the cache only.
     pub offline: bool,
@@ -128,7 +129,8 @@ fn download(
     let endpoint = opts.endpoint.as_deref().unwrap_or("https://huggingface.co").trim_end_matches('/');
     let r = repo(repo_id, revision);
     let url = format!("{endpoint}/{}/resolve/{}/{file}", r.url(), r.url_revision());
-    let client = http::Client { url: url.clone(), token: opts.token.as_deref(), opts: &opts.http };
+    let token = opts.token.clone().or_else(|| opts.cache().token());
+    let client = http::Client { url: url.clone(), token: token.as_deref(), opts: &opts.http };
     let at = |e: String| format!("GET {url}: {e}");
     let meta = client.metadata().map_err(at)?;
     let cache = opts.cache();

@@ -270,6 +270,16 @@ fn pull_lands_in_the_standard_cache_and_offline_finds_it() {
 }
 
 #[test]
+fn the_token_file_is_sent_when_hf_token_is_unset() {
+    let hub = Hub::start();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("token"), "from-login\n").unwrap();
+    stdout(&pull(&hub.url, home.path(), &["org/good", "--file", "config.json"], &[]));
+    let seen = hub.seen_auth.lock().unwrap().clone();
+    assert!(!seen.is_empty() && seen.iter().all(|a| a == "Authorization: Bearer from-login"), "{seen:?}");
+}
+
+#[test]
 fn pull_errors_are_clear() {
     let hub = Hub::start();
     let home = tempfile::tempdir().unwrap();
