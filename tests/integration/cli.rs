@@ -177,3 +177,18 @@ fn fit_takes_backend_for_its_backbone() {
     let err = fails(&["fit", "pipelines/who-said-it-bert.toml", "--set", "backbone.backend=\"gpu\""]);
     assert!(err.contains("backbone.backend") && err.contains("expected auto, ort or tract"), "{err}");
 }
+
+#[test]
+fn predict_takes_a_csv_and_text_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shared("data/spooky-authors/train.csv")).unwrap();
+    let csv = dir.path().join("spooky.csv");
+    std::fs::write(&csv, text.lines().take(61).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let run = dir.path().join("run");
+    let quick = ["--set", "train.epochs=1", "--set", "validation.method=none"];
+    fit_pipeline("pipelines/who-said-it-lstm.toml", &run, &csv, &dir.path().join("c"), &quick);
+    let out = ok(&["predict", s(&run.join("model.onnx")), s(&csv), "--text", "Nevermore.", "--device", "cpu"]);
+    let ids: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
+    assert_eq!(ids.len(), 61, "60 CSV rows, then the --text: {out}");
+    assert_eq!((ids[0], ids[60]), ("line 2", "text 1"));
+}
