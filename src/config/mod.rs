@@ -153,7 +153,7 @@ pub struct LstmConfig {
     /// Dropout on the word vectors (0 = none).
     pub embedding_dropout: f32,
     pub units: usize,
-    /// Also run a reverse LSTM (texts are then padded to `max_length`, not per batch).
+    /// Also run a reverse LSTM (over each text's own words, backwards).
     pub bidirectional: bool,
 }
 

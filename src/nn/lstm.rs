@@ -70,11 +70,11 @@ fn step_of(d: usize, t: usize, len: usize) -> usize {
 /// # Shapes
 /// `a` `[B, S, K]` -> `[B, S, K]`
 fn reverse_rows(a: &Array3<f32>, lengths: &[usize]) -> Array3<f32> {
-    let (b, s, _) = a.dim();
+    let s = a.dim().1;
     let mut out = Array3::<f32>::zeros(a.raw_dim());
-    for row in 0..b {
+    for (row, &len) in lengths.iter().enumerate() {
         for t in 0..s {
-            out.slice_mut(s![row, t, ..]).assign(&a.slice(s![row, reverse_index(t, lengths[row]), ..]));
+            out.slice_mut(s![row, t, ..]).assign(&a.slice(s![row, reverse_index(t, len), ..]));
         }
     }
     out

@@ -48,7 +48,8 @@ fn lstm_route_trains_exports_and_runs_anywhere() {
         &run,
         &csv,
         &tmp.path().join("cache"),
-        &["--set", "train.epochs=3"],
+        // Batches of 32 give 3 epochs on 720 rows enough steps to learn something.
+        &["--set", "train.epochs=3", "--set", "train.batch_size=32"],
     );
     assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
     assert_eq!(r["verification"]["engines"].as_array().unwrap().len(), 2, "tract and ort");
@@ -119,10 +120,8 @@ fn lstm_export_is_padding_invariant_on_tract_and_ort() {
     let encoder = graft::preprocess::TextEncoder::from_file(&run.join("tokenizer.json"), 64).unwrap();
     let texts = [SAMPLES[0], "The raven croaked.", SAMPLES[3], SAMPLES[1]];
     let ort = graft::backend::OrtOptions { device: graft::backend::DeviceRequest::Cpu, threads: Some(1) };
-    let engines: Vec<Box<dyn graft::backend::Backend>> = vec![
-        graft::backend::tract(&model).unwrap(),
-        Box::new(graft::backend::OrtBackend::load(&model, &ort).unwrap()),
-    ];
+    let engines: Vec<Box<dyn graft::backend::Backend>> =
+        vec![graft::backend::tract(&model).unwrap(), Box::new(graft::backend::OrtBackend::load(&model, &ort).unwrap())];
     for mut engine in engines {
         let batch = encoder.encode(&texts).unwrap();
         assert!(batch.mask.sum_axis(ndarray::Axis(1)).iter().collect::<std::collections::HashSet<_>>().len() > 2);
