@@ -82,3 +82,30 @@ fn efficientnet_last_block_matches_ort() {
         ["conv_55_W", "conv_55_B", "conv_56_W", "conv_56_B", "conv_57_W", "conv_57_B", "conv_58_W", "conv_58_B"]
     );
 }
+
+/// Seconds per training step (forward + backward) of the shipped tails, on random inputs:
+/// `cargo test --release --lib graph::ort_tests::bench -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_training_steps() {
+    let time = |tail: &mut Tail, x: ArrayD<f32>, side: Vec<(String, Value)>| {
+        let t = std::time::Instant::now();
+        let reps = 3;
+        for _ in 0..reps {
+            let y = tail.forward(x.clone(), side.clone(), true).unwrap();
+            tail.backward(ArrayD::ones(y.raw_dim()), false).unwrap();
+        }
+        t.elapsed().as_secs_f64() / reps as f64
+    };
+    let mut rng = Rng::new(6);
+    let model = onnx::load(&shared_model("all-minilm-l6-v2")).unwrap();
+    let mut tail = Tail::new(&model, "layernormalization_152", None).unwrap();
+    let (n, s) = (32, 40);
+    let x = ArrayD::from_shape_fn(IxDyn(&[n, s, 384]), |_| rng.normal());
+    let mask = vec![("unsqueeze_12".to_string(), Value::F32(ArrayD::zeros(IxDyn(&[n, 1, 1, s]))))];
+    eprintln!("MiniLM layers 4-5, batch {n} x {s} tokens: {:.3} s/step", time(&mut tail, x, mask));
+    let model = onnx::load(&shared_model("efficientnet-lite0")).unwrap();
+    let mut tail = Tail::new(&model, "add_54", Some("features")).unwrap();
+    let x = ArrayD::from_shape_fn(IxDyn(&[32, 192, 7, 7]), |_| rng.normal());
+    eprintln!("EfficientNet-Lite0 last block + head conv, batch 32: {:.3} s/step", time(&mut tail, x, Vec::new()));
+}

@@ -4,7 +4,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn};
 use rayon::prelude::*;
 
-use super::{broadcast_shape, input, reshape, unbroadcast, Attrs, Grads, Op};
+use super::{broadcast_shape, gemm, input, reshape, unbroadcast, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// `MatMul`: `y[..., m, n] = sum_k a[..., m, k] b[..., k, n]`; 1-D operands are promoted as in
@@ -51,7 +51,7 @@ pub fn batched(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<ArrayD<f32>> {
         let a_std = a.as_standard_layout();
         let a2 = a_std.view().into_shape_with_order((count * m, k)).unwrap();
         let b2 = b.view().into_dimensionality::<Ix2>().unwrap();
-        return Ok(reshape(a2.dot(&b2), &out_shape));
+        return Ok(reshape(gemm::dot(&a2, &b2), &out_shape));
     }
     let full = |x: &ArrayD<f32>, r: usize, c: usize| -> ArrayD<f32> {
         let mut s = batch.clone();
@@ -115,7 +115,7 @@ impl Op for MatMul {
                     .into_shape_with_order((rows, a2.shape()[a2.ndim() - 1]))
                     .unwrap();
                 let g_rows = g.view().into_shape_with_order((rows, n)).unwrap();
-                a_rows.t().dot(&g_rows).into_dyn()
+                gemm::dot(&a_rows.t(), &g_rows).into_dyn()
             } else {
                 unbroadcast(batched(&t(&a2), &g)?, b2.shape())
             };
@@ -162,7 +162,7 @@ impl Op for Gemm {
         if a.ncols() != b.nrows() {
             return Err(format!("inner dimensions differ: {:?} x {:?}", a.shape(), b.shape()));
         }
-        let mut y: Array2<f32> = a.dot(&b) * self.alpha;
+        let mut y: Array2<f32> = gemm::dot(&a, &b) * self.alpha;
         if let Some(c) = x.get(2).copied().flatten() {
             let c = as_f32(c, "C")?;
             let cb = c.broadcast(IxDyn(y.shape())).ok_or_else(|| format!("C {:?} does not broadcast", c.shape()))?;
@@ -176,11 +176,11 @@ impl Op for Gemm {
         let b = matrix(input(x, 1)?, "B", self.trans_b)?;
         let g = dy.view().into_dimensionality::<Ix2>().unwrap();
         let da = want[0].then(|| {
-            let d = g.dot(&b.t()) * self.alpha;
+            let d = gemm::dot(&g, &b.t()) * self.alpha;
             (if self.trans_a { d.reversed_axes().as_standard_layout().into_owned() } else { d }).into_dyn()
         });
         let db = want[1].then(|| {
-            let d = a.t().dot(&g) * self.alpha;
+            let d = gemm::dot(&a.t(), &g) * self.alpha;
             (if self.trans_b { d.reversed_axes().as_standard_layout().into_owned() } else { d }).into_dyn()
         });
         let dc = match (want.get(2).copied().unwrap_or(false), x.get(2).copied().flatten()) {

@@ -5,6 +5,7 @@ mod binary;
 mod broadcast;
 mod conv;
 mod gather;
+mod gemm;
 mod matmul;
 mod norm;
 mod pool;
