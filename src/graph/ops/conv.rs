@@ -1,12 +1,12 @@
-//! `Conv` (1-D and 2-D, groups including depthwise, strides, pads, dilations, bias): grouped
-//! convolutions as GEMMs over im2col columns (a 1×1 convolution is a plain GEMM), depthwise ones
-//! as a direct loop; parallel over the batch.
+//! `Conv` (1-D and 2-D, groups including depthwise, strides, pads, dilations, bias): one GEMM per
+//! group over the whole batch's im2col columns (a 1×1 convolution reads the input itself), and
+//! depthwise convolutions as a direct loop, parallel over the batch.
 
 use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, IxDyn};
 use rayon::prelude::*;
 
 use super::window::Window;
-use super::{input, Attrs, Grads, Op};
+use super::{gemm, input, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// A convolution.
@@ -100,7 +100,7 @@ impl Geo {
     }
 
     /// The adjoint of [`Geo::im2col`]: adds the columns back into `[cg, H, W]`.
-    fn col2im(&self, win: &Window, cols: &Array2<f32>, cg: usize) -> Array3<f32> {
+    fn col2im(&self, win: &Window, cols: ArrayView2<f32>, cg: usize) -> Array3<f32> {
         let (kh, kw) = (self.k[0], self.k[1]);
         let (oh, ow) = (self.out[0], self.out[1]);
         let mut x = Array3::zeros((cg, self.hw[0], self.hw[1]));
@@ -132,62 +132,61 @@ fn as4(a: &ArrayD<f32>, one_d: bool) -> ArrayD<f32> {
     }
 }
 
+/// The batch's columns for group `g`: `[cg * kh * kw, N * Ho * Wo]` (image-major columns). A
+/// 1×1 unstrided, unpadded convolution reads `x` itself, transposed to channel-major.
+fn batch_cols(geo: &Geo, win: &Window, x4: &ArrayD<f32>, g: usize) -> Array2<f32> {
+    let cg = geo.c / geo.group;
+    let p = geo.out[0] * geo.out[1];
+    let xg = x4.slice(s![.., g * cg..(g + 1) * cg, .., ..]);
+    if geo.pointwise(win) {
+        let t = xg.to_shape((geo.n, cg, p)).unwrap().permuted_axes([1, 0, 2]);
+        return t.as_standard_layout().into_owned().into_shape_with_order((cg, geo.n * p)).unwrap();
+    }
+    let per_image: Vec<Array2<f32>> = (0..geo.n)
+        .into_par_iter()
+        .map(|i| geo.im2col(win, xg.index_axis(Axis(0), i).into_dimensionality().unwrap()))
+        .collect();
+    let views: Vec<ArrayView2<f32>> = per_image.iter().map(|a| a.view()).collect();
+    ndarray::concatenate(Axis(1), &views).unwrap()
+}
+
+/// `t` (`[rows, N * P]`, image-major columns) as `[N, rows, P]`.
+fn per_image(t: Array2<f32>, n: usize) -> Array3<f32> {
+    let (rows, np) = t.dim();
+    let t3 = t.into_shape_with_order((rows, n, np / n.max(1))).unwrap();
+    t3.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+}
+
 impl Op for Conv {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let (xa, wa) = (as_f32(input(x, 0)?, "X")?, as_f32(input(x, 1)?, "W")?);
         let geo = self.geo(xa, wa)?;
         let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
-        let bias: Option<Vec<f32>> =
-            x.get(2).copied().flatten().map(|b| as_f32(b, "B")).transpose()?.map(|b| b.iter().copied().collect());
         let (oh, ow) = (geo.out[0], geo.out[1]);
-        let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
-        let win = &self.window;
-        let images: Vec<Array2<f32>> = (0..geo.n)
-            .into_par_iter()
-            .map(|i| {
-                let img = x4.slice(s![i, .., .., ..]);
-                let mut y = Array2::<f32>::zeros((geo.m, oh * ow));
-                if geo.depthwise() {
-                    for c in 0..geo.c {
-                        let (plane, k) = (img.index_axis(Axis(0), c), w4.slice(s![c, 0, .., ..]));
-                        let mut row = y.row_mut(c);
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let mut acc = 0.0;
-                                for ky in 0..geo.k[0] {
-                                    for kx in 0..geo.k[1] {
-                                        if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
-                                            acc += plane[[iy, ix]] * k[[ky, kx]];
-                                        }
-                                    }
-                                }
-                                row[oy * ow + ox] = acc;
-                            }
-                        }
-                    }
-                } else {
-                    for g in 0..geo.group {
-                        let xg = img.slice(s![g * cg..(g + 1) * cg, .., ..]);
-                        let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
-                        let wg = wg.to_shape((mg, cg * geo.k[0] * geo.k[1])).unwrap();
-                        let prod = if geo.pointwise(win) {
-                            wg.dot(&xg.to_shape((cg, oh * ow)).unwrap())
-                        } else {
-                            wg.dot(&geo.im2col(win, xg))
-                        };
-                        y.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&prod);
-                    }
+        let mut y = if geo.depthwise() {
+            depthwise_forward(&geo, &self.window, &x4, &w4)
+        } else {
+            let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
+            let mut y = Array3::<f32>::zeros((geo.n, geo.m, oh * ow));
+            for g in 0..geo.group {
+                let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
+                let wg = wg.to_shape((mg, cg * geo.k[0] * geo.k[1])).unwrap();
+                let yg = gemm::dot(&wg.view(), &batch_cols(&geo, &self.window, &x4, g).view());
+                y.slice_mut(s![.., g * mg..(g + 1) * mg, ..]).assign(&per_image(yg, geo.n));
+            }
+            y
+        };
+        if let Some(b) = x.get(2).copied().flatten() {
+            let b = as_f32(b, "B")?;
+            if b.len() != geo.m {
+                return Err(format!("B has {} values for {} output channels", b.len(), geo.m));
+            }
+            for mut img in y.outer_iter_mut() {
+                for (mut row, &bv) in img.outer_iter_mut().zip(b.iter()) {
+                    row += bv;
                 }
-                if let Some(b) = &bias {
-                    for (mut row, &bv) in y.outer_iter_mut().zip(b) {
-                        row += bv;
-                    }
-                }
-                y
-            })
-            .collect();
-        let views: Vec<ArrayView2<f32>> = images.iter().map(|a| a.view()).collect();
-        let y = ndarray::stack(Axis(0), &views).map_err(|e| e.to_string())?;
+            }
+        }
         let shape: Vec<usize> = if geo.one_d { vec![geo.n, geo.m, ow] } else { vec![geo.n, geo.m, oh, ow] };
         Ok(Value::F32(y.into_shape_with_order(IxDyn(&shape)).unwrap()))
     }
@@ -196,81 +195,136 @@ impl Op for Conv {
         let (xa, wa) = (as_f32(input(x, 0)?, "X")?, as_f32(input(x, 1)?, "W")?);
         let geo = self.geo(xa, wa)?;
         let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
-        let (oh, ow) = (geo.out[0], geo.out[1]);
-        let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
-        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order((geo.n, geo.m, oh * ow)).unwrap();
+        let p = geo.out[0] * geo.out[1];
+        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order((geo.n, geo.m, p)).unwrap();
         let win = &self.window;
-        let kk = geo.k[0] * geo.k[1];
-        // Per image: (dx [C, H, W], dw [M, Cg * kh * kw]).
-        let parts: Vec<(Option<Array3<f32>>, Array2<f32>)> = (0..geo.n)
-            .into_par_iter()
-            .map(|i| {
-                let img = x4.slice(s![i, .., .., ..]);
-                let gy = g3.index_axis(Axis(0), i);
-                let mut dw = Array2::<f32>::zeros((geo.m, cg * kk));
-                let mut dx = want[0].then(|| Array3::<f32>::zeros((geo.c, geo.hw[0], geo.hw[1])));
-                if geo.depthwise() {
-                    for c in 0..geo.c {
-                        let (plane, k) = (img.index_axis(Axis(0), c), w4.slice(s![c, 0, .., ..]));
-                        let row = gy.row(c);
-                        let mut dwr = dw.row_mut(c);
-                        for oy in 0..oh {
-                            for ox in 0..ow {
-                                let g = row[oy * ow + ox];
-                                for ky in 0..geo.k[0] {
-                                    for kx in 0..geo.k[1] {
-                                        if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
-                                            dwr[ky * geo.k[1] + kx] += g * plane[[iy, ix]];
-                                            if let Some(d) = dx.as_mut() {
-                                                d[[c, iy, ix]] += g * k[[ky, kx]];
-                                            }
-                                        }
+        let (dx, dw) = if geo.depthwise() {
+            depthwise_backward(&geo, win, &x4, &w4, &g3, want[0])
+        } else {
+            let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
+            let kk = geo.k[0] * geo.k[1];
+            let mut dw = Array2::<f32>::zeros((geo.m, cg * kk));
+            let mut dx = want[0].then(|| Array3::<f32>::zeros((geo.n, geo.c, geo.hw[0] * geo.hw[1])));
+            for g in 0..geo.group {
+                // [mg, N * P], image-major columns like the batch's im2col.
+                let gg = g3.slice(s![.., g * mg..(g + 1) * mg, ..]).permuted_axes([1, 0, 2]);
+                let gg = gg.as_standard_layout().into_owned().into_shape_with_order((mg, geo.n * p)).unwrap();
+                let cols = batch_cols(&geo, win, &x4, g);
+                dw.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&gemm::dot(&gg.view(), &cols.t()));
+                if let Some(d) = dx.as_mut() {
+                    let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
+                    let wg = wg.to_shape((mg, cg * kk)).unwrap();
+                    let dcols = gemm::dot(&wg.t(), &gg.view());
+                    let dxg = if geo.pointwise(win) {
+                        per_image(dcols, geo.n)
+                    } else {
+                        let images: Vec<Array3<f32>> = (0..geo.n)
+                            .into_par_iter()
+                            .map(|i| geo.col2im(win, dcols.slice(s![.., i * p..(i + 1) * p]), cg))
+                            .collect();
+                        let views: Vec<_> = images.iter().map(|a| a.view()).collect();
+                        let stacked = ndarray::stack(Axis(0), &views).unwrap();
+                        stacked.into_shape_with_order((geo.n, cg, geo.hw[0] * geo.hw[1])).unwrap()
+                    };
+                    d.slice_mut(s![.., g * cg..(g + 1) * cg, ..]).assign(&dxg);
+                }
+            }
+            (dx, dw)
+        };
+        let dx = dx.map(|d| d.into_shape_with_order(IxDyn(xa.shape())).unwrap());
+        let dw = want[1].then(|| dw.into_shape_with_order(IxDyn(wa.shape())).unwrap());
+        let db = want.get(2).copied().unwrap_or(false).then(|| g3.sum_axis(Axis(2)).sum_axis(Axis(0)).into_dyn());
+        Ok(vec![dx, dw, db])
+    }
+}
+
+/// Depthwise forward, a direct loop per channel, parallel over the batch.
+///
+/// # Shapes
+/// `x4`: `[N, C, H, W]`, `w4`: `[C, 1, kh, kw]`; returns `[N, C, Ho * Wo]`.
+fn depthwise_forward(geo: &Geo, win: &Window, x4: &ArrayD<f32>, w4: &ArrayD<f32>) -> Array3<f32> {
+    let (oh, ow) = (geo.out[0], geo.out[1]);
+    let images: Vec<Array2<f32>> = (0..geo.n)
+        .into_par_iter()
+        .map(|i| {
+            let mut y = Array2::<f32>::zeros((geo.c, oh * ow));
+            for c in 0..geo.c {
+                let (plane, k) = (x4.slice(s![i, c, .., ..]), w4.slice(s![c, 0, .., ..]));
+                let mut row = y.row_mut(c);
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = 0.0;
+                        for ky in 0..geo.k[0] {
+                            for kx in 0..geo.k[1] {
+                                if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
+                                    acc += plane[[iy, ix]] * k[[ky, kx]];
+                                }
+                            }
+                        }
+                        row[oy * ow + ox] = acc;
+                    }
+                }
+            }
+            y
+        })
+        .collect();
+    let views: Vec<ArrayView2<f32>> = images.iter().map(|a| a.view()).collect();
+    ndarray::stack(Axis(0), &views).unwrap()
+}
+
+/// Depthwise backward: `(dx [N, C, H * W] when wanted, dw [C, kh * kw])`.
+///
+/// # Shapes
+/// `x4`: `[N, C, H, W]`, `w4`: `[C, 1, kh, kw]`, `g3`: `[N, C, Ho * Wo]`.
+fn depthwise_backward(
+    geo: &Geo,
+    win: &Window,
+    x4: &ArrayD<f32>,
+    w4: &ArrayD<f32>,
+    g3: &Array3<f32>,
+    want_dx: bool,
+) -> (Option<Array3<f32>>, Array2<f32>) {
+    let (oh, ow) = (geo.out[0], geo.out[1]);
+    let (hw, kk) = (geo.hw[1], geo.k[0] * geo.k[1]);
+    let parts: Vec<(Option<Array2<f32>>, Array2<f32>)> = (0..geo.n)
+        .into_par_iter()
+        .map(|i| {
+            let mut dw = Array2::<f32>::zeros((geo.c, kk));
+            let mut dx = want_dx.then(|| Array2::<f32>::zeros((geo.c, geo.hw[0] * hw)));
+            for c in 0..geo.c {
+                let (plane, k) = (x4.slice(s![i, c, .., ..]), w4.slice(s![c, 0, .., ..]));
+                let row = g3.slice(s![i, c, ..]);
+                let mut dwr = dw.row_mut(c);
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let g = row[oy * ow + ox];
+                        for ky in 0..geo.k[0] {
+                            for kx in 0..geo.k[1] {
+                                if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
+                                    dwr[ky * geo.k[1] + kx] += g * plane[[iy, ix]];
+                                    if let Some(d) = dx.as_mut() {
+                                        d[[c, iy * hw + ix]] += g * k[[ky, kx]];
                                     }
                                 }
                             }
                         }
                     }
-                } else {
-                    for g in 0..geo.group {
-                        let xg = img.slice(s![g * cg..(g + 1) * cg, .., ..]);
-                        let gg = gy.slice(s![g * mg..(g + 1) * mg, ..]);
-                        let cols = if geo.pointwise(win) {
-                            xg.to_shape((cg, oh * ow)).unwrap().into_owned()
-                        } else {
-                            geo.im2col(win, xg)
-                        };
-                        dw.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&gg.dot(&cols.t()));
-                        if let Some(d) = dx.as_mut() {
-                            let wg = w4.slice(s![g * mg..(g + 1) * mg, .., .., ..]);
-                            let wg = wg.to_shape((mg, cg * kk)).unwrap();
-                            let dcols = wg.t().dot(&gg);
-                            let dxg = if geo.pointwise(win) {
-                                super::reshape(dcols, &[cg, geo.hw[0], geo.hw[1]]).into_dimensionality().unwrap()
-                            } else {
-                                geo.col2im(win, &dcols, cg)
-                            };
-                            d.slice_mut(s![g * cg..(g + 1) * cg, .., ..]).assign(&dxg);
-                        }
-                    }
                 }
-                (dx, dw)
-            })
-            .collect();
-        let mut dw_sum = Array2::<f32>::zeros((geo.m, cg * kk));
-        let mut dx_parts = Vec::new();
-        for (dx, dw) in parts {
-            dw_sum += &dw;
-            dx_parts.extend(dx);
-        }
-        let dx = want[0].then(|| {
-            let views: Vec<ArrayView3<f32>> = dx_parts.iter().map(|a| a.view()).collect();
-            let d = ndarray::stack(Axis(0), &views).unwrap();
-            d.into_shape_with_order(IxDyn(xa.shape())).unwrap()
-        });
-        let dw = want[1].then(|| dw_sum.into_shape_with_order(IxDyn(wa.shape())).unwrap());
-        let db = want.get(2).copied().unwrap_or(false).then(|| g3.sum_axis(Axis(2)).sum_axis(Axis(0)).into_dyn());
-        Ok(vec![dx, dw, db])
+            }
+            (dx, dw)
+        })
+        .collect();
+    let mut dw = Array2::<f32>::zeros((geo.c, kk));
+    let mut dxs = Vec::new();
+    for (dx, d) in parts {
+        dw += &d;
+        dxs.extend(dx);
     }
+    let dx = want_dx.then(|| {
+        let views: Vec<ArrayView2<f32>> = dxs.iter().map(|a| a.view()).collect();
+        ndarray::stack(Axis(0), &views).unwrap()
+    });
+    (dx, dw)
 }
 
 #[cfg(test)]
