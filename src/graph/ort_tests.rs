@@ -33,7 +33,11 @@ fn ort_value(model: &pb::ModelProto, tensor: &str, feeds: &[(String, Value)], wh
 fn compare(path: &Path, start: &str, end: &str, feeds: &[(String, Value)]) -> (f32, Tail) {
     let model = onnx::load(path).unwrap();
     let mut tail = Tail::new(&model, start, Some(end)).unwrap();
-    let x = ort_value(&model, start, feeds, path).into_f32(start).unwrap();
+    let x = match feeds.iter().find(|(n, _)| n == start) {
+        Some((_, v)) => v.clone(),
+        None => ort_value(&model, start, feeds, path),
+    };
+    let x = x.into_f32(start).unwrap();
     let side: Vec<(String, Value)> =
         tail.side_inputs().iter().map(|s| (s.to_string(), ort_value(&model, s, feeds, path))).collect();
     let want = ort_value(&model, end, feeds, path).into_f32(end).unwrap();
@@ -81,6 +85,34 @@ fn efficientnet_last_block_matches_ort() {
         tail.param_names(),
         ["conv_55_W", "conv_55_B", "conv_56_W", "conv_56_B", "conv_57_W", "conv_57_B", "conv_58_W", "conv_58_B"]
     );
+}
+
+/// "Unfreeze all": every encoder layer after the embeddings' LayerNormalization.
+#[test]
+fn minilm_all_six_layers_match_ort() {
+    let (n, s) = (2, 7);
+    let ids = ArrayD::from_shape_fn(IxDyn(&[n, s]), |ix| 2000 + (ix[0] * 31 + ix[1] * 7) as i64);
+    let mask = ArrayD::from_shape_fn(IxDyn(&[n, s]), |ix| i64::from(ix[0] == 0 || ix[1] < 3));
+    let feeds = vec![
+        ("input_ids".to_string(), Value::I64(ids)),
+        ("attention_mask".to_string(), Value::I64(mask)),
+        ("token_type_ids".to_string(), Value::I64(ArrayD::zeros(IxDyn(&[n, s])))),
+    ];
+    let (diff, tail) = compare(&shared_model("all-minilm-l6-v2"), "layernormalization_8", "last_hidden_state", &feeds);
+    assert!(diff <= 1e-4, "tail vs ORT: max |diff| {diff}");
+    assert_eq!(tail.param_names().len(), 6 * 16);
+}
+
+/// The whole network from the image, including strided depthwise convolutions with asymmetric
+/// pads and the classifier's Gemm.
+#[test]
+fn efficientnet_whole_network_matches_ort() {
+    let mut rng = Rng::new(7);
+    let image = ArrayD::from_shape_fn(IxDyn(&[1, 3, 224, 224]), |_| rng.normal());
+    let feeds = vec![("input".to_string(), Value::F32(image))];
+    let (diff, tail) = compare(&shared_model("efficientnet-lite0"), "input", "logits", &feeds);
+    assert!(diff <= 1e-4, "tail vs ORT on 1000 logits: max |diff| {diff}");
+    assert_eq!(tail.nodes().len(), 49 + 33 + 9 + 3);
 }
 
 /// Seconds per training step (forward + backward) of the shipped tails, on random inputs:
