@@ -34,6 +34,7 @@ impl Fixture {
             "data.label=target".into(),
             "validation.method=none".into(),
             format!("train.epochs={epochs}"),
+            "train.early_stopping.patience=0".into(),
         ] {
             args.extend(["--set".into(), set]);
         }
@@ -89,9 +90,9 @@ fn identical_runs_write_identical_files() {
 /// complete), and after --resume the report's times add up.
 #[test]
 fn interrupted_run_is_built_aside_and_resumed_times_add_up() {
-    let fx = Fixture::new(3000);
+    let fx = Fixture::new(1000);
     let run = fx.run("run");
-    let wide = ["--set", "model.hidden=[256, 256]"];
+    let wide = ["--set", "model.hidden=[128, 128]"];
     let err = fails(&strs(&fx.args(&run, 20, &[&wide[..], &["--halt-after-epochs", "19"]].concat())));
     assert!(err.contains("--resume"), "{err}");
     assert!(!run.exists(), "nothing at OUT before the run is complete");
@@ -189,6 +190,26 @@ fn wait_for(file: &Path) {
     }
 }
 
+/// Waits until process `pid` catches signal number `sig` (Linux: its `SigCgt` mask in /proc; elsewhere
+/// half a second).
+fn wait_for_handler(pid: u32, sig: u32) {
+    let started = Instant::now();
+    let caught = || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+        Some(u64::from_str_radix(mask.trim(), 16).ok()? >> (sig - 1) & 1 == 1)
+    };
+    loop {
+        match caught() {
+            Some(true) => return,
+            None if !Path::new("/proc/self/status").exists() => return std::thread::sleep(Duration::from_millis(500)),
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "graft never installed its signal handler");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Sends signal `name` (`INT`, `TERM`) to `child` and returns its exit code and stderr.
 fn interrupt(child: std::process::Child, name: &str) -> (Option<i32>, String) {
     let status = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status().unwrap();
@@ -201,14 +222,18 @@ fn interrupt(child: std::process::Child, name: &str) -> (Option<i32>, String) {
 /// non-zero exit that says how to resume; --resume then finishes the run.
 #[test]
 fn signals_stop_with_a_checkpoint_and_resume_finishes() {
-    let fx = Fixture::new(3000);
+    let fx = Fixture::new(1000);
     let run = fx.run("run");
-    let args = |extra: &[&str]| fx.args(&run, 40, &[&["--set", "model.hidden=[256, 256]"][..], extra].concat());
+    let args = |extra: &[&str]| fx.args(&run, 100, &[&["--set", "model.hidden=[128, 128]"][..], extra].concat());
     let checkpoint = partial(&run).join("checkpoints/final.safetensors");
-    for (sig, code, extra) in [("INT", 130, &[][..]), ("TERM", 143, &["--resume"][..])] {
+    for (sig, code, extra) in [("INT", 130i32, &[][..]), ("TERM", 143, &["--resume"][..])] {
         let child = spawn(&args(extra));
-        wait_for(&partial(&run).join("checkpoints/pipeline.json"));
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for_handler(child.id(), code as u32 - 128);
+        if sig == "INT" {
+            // Let training start: the interruption then comes during an epoch.
+            wait_for(&partial(&run).join("checkpoints/pipeline.json"));
+            std::thread::sleep(Duration::from_millis(150));
+        }
         let (status, err) = interrupt(child, sig);
         assert_eq!(status, Some(code), "SIG{sig}: {err}");
         assert!(err.contains("interrupted after epoch"), "{err}");
@@ -218,8 +243,8 @@ fn signals_stop_with_a_checkpoint_and_resume_finishes() {
     }
     let (_, meta) = graft::nn::sequential::load_tensors(&checkpoint).unwrap();
     let state: serde_json::Value = serde_json::from_str(&meta["graft.loop_state"]).unwrap();
-    assert!((1..40).contains(&state["epoch"].as_u64().unwrap()), "{}", state["epoch"]);
+    assert!((1..100).contains(&state["epoch"].as_u64().unwrap()), "{}", state["epoch"]);
     ok(&strs(&args(&["--resume"])));
-    assert_eq!(report(&run)["history"].as_array().unwrap().len(), 40);
+    assert_eq!(report(&run)["history"].as_array().unwrap().len(), 100);
     assert!(!partial(&run).exists());
 }
