@@ -53,7 +53,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let started = Instant::now();
     let (table, labels, y) = read(cfg)?;
     for b in &table.skipped {
-        eprintln!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
+        log::warn!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
     }
     let texts: Vec<&str> = table.texts.iter().map(String::as_str).collect();
     let tokenizer_path = out.join("tokenizer.json");
