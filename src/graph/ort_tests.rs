@@ -1,11 +1,13 @@
 //! The tail's forward pass against ONNX Runtime on the shipped backbones: the frozen front runs on
 //! ORT up to the unfreeze point (and the side inputs), the tail natively from there, and the
-//! result must match ORT's own value of the end tensor.
+//! result must match ORT's own value of the end tensor. Their backward passes are checked along
+//! random directions.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
 
+use super::ops::check::directional_check;
 use super::{Tail, Value};
 use crate::backend::{Backend, OrtBackend, OrtOptions};
 use crate::onnx::{self, cut::cut, pb};
@@ -113,6 +115,33 @@ fn efficientnet_whole_network_matches_ort() {
     let (diff, tail) = compare(&shared_model("efficientnet-lite0"), "input", "logits", &feeds);
     assert!(diff <= 1e-4, "tail vs ORT on 1000 logits: max |diff| {diff}");
     assert_eq!(tail.nodes().len(), 49 + 33 + 9 + 3);
+}
+
+/// The backward pass of the shipped tails, along random directions (input and all parameters).
+#[test]
+fn minilm_last_two_layers_gradients() {
+    let model = onnx::load(&shared_model("all-minilm-l6-v2")).unwrap();
+    let mut tail = Tail::new(&model, "layernormalization_152", None).unwrap();
+    let x = ArrayD::from_shape_fn(IxDyn(&[2, 5, 384]), |ix| ((ix[1] * 384 + ix[2]) as f32 * 0.37).sin());
+    let mask = ArrayD::from_shape_fn(IxDyn(&[2, 1, 1, 5]), |ix| if ix[0] == 1 && ix[3] > 2 { -1e4 } else { 0.0 });
+    let side = vec![("unsqueeze_12".to_string(), Value::F32(mask))];
+    let (ex, ep) = directional_check(&mut tail, x, side, 1e-3);
+    assert!(ex < 1e-2 && ep < 1e-2, "relative errors: input {ex}, parameters {ep}");
+}
+
+/// With ReLU6 as identity (its kinks make finite differences of a whole network noisy; `Clip`
+/// has its own check), the rest of the block's backward pass is smooth enough to compare.
+#[test]
+fn efficientnet_last_block_gradients() {
+    let mut model = onnx::load(&shared_model("efficientnet-lite0")).unwrap();
+    for n in model.graph.as_mut().unwrap().node.iter_mut().filter(|n| n.op_type == "Clip") {
+        n.op_type = "Identity".into();
+        n.input.truncate(1);
+    }
+    let mut tail = Tail::new(&model, "add_54", Some("features")).unwrap();
+    let x = crate::graph::ops::check::param(&[2, 192, 7, 7], 8);
+    let (ex, ep) = directional_check(&mut tail, x, Vec::new(), 1e-2);
+    assert!(ex < 1e-2 && ep < 1e-2, "relative errors: input {ex}, parameters {ep}");
 }
 
 /// Seconds per training step (forward + backward) of the shipped tails, on random inputs:

@@ -117,3 +117,36 @@ pub fn grad_check((mut tail, x): (Tail, ArrayD<f32>)) {
 pub fn run(tail: &mut Tail, x: ArrayD<f32>) -> ArrayD<f32> {
     tail.forward(x, Vec::<(String, Value)>::new(), false).unwrap()
 }
+
+/// Checks the backward pass of a large tail along one random direction: `<dL/dx, v>` against
+/// `(L(x + eps v) - L(x - eps v)) / 2 eps`, and likewise for all parameters at once, with
+/// `L = sum(y * r)`. Returns the relative errors `(input, parameters)`.
+pub fn directional_check(tail: &mut Tail, x: ArrayD<f32>, side: Vec<(String, Value)>, eps: f32) -> (f64, f64) {
+    let y = tail.forward(x.clone(), side.clone(), true).unwrap();
+    let r = param(y.shape(), 11);
+    let dx = tail.backward(r.clone(), true).unwrap().unwrap();
+    let grads: Vec<ArrayD<f32>> = tail.params().iter().map(|p| p.grad.clone()).collect();
+    let mut loss = |tail: &mut Tail, x: ArrayD<f32>| -> f64 {
+        let y = tail.forward(x, side.clone(), false).unwrap();
+        y.iter().zip(r.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
+    };
+    let dot =
+        |a: &ArrayD<f32>, b: &ArrayD<f32>| a.iter().zip(b.iter()).map(|(p, q)| (*p as f64) * (*q as f64)).sum::<f64>();
+    let rel = |num: f64, ana: f64| (num - ana).abs() / (num.abs().max(ana.abs()) + 1e-6);
+    let v = param(x.shape(), 12);
+    let ana_x = dot(&dx, &v);
+    let num_x = (loss(tail, &x + &(&v * eps)) - loss(tail, &x - &(&v * eps))) / (2.0 * eps as f64);
+    let vs: Vec<ArrayD<f32>> = grads.iter().enumerate().map(|(i, g)| param(g.shape(), 100 + i as u64)).collect();
+    let ana_p: f64 = grads.iter().zip(&vs).map(|(g, v)| dot(g, v)).sum();
+    let nudge = |tail: &mut Tail, d: f32| {
+        for (p, v) in tail.params().into_iter().zip(&vs) {
+            p.value.scaled_add(d, v);
+        }
+    };
+    nudge(tail, eps);
+    let hi = loss(tail, x.clone());
+    nudge(tail, -2.0 * eps);
+    let lo = loss(tail, x.clone());
+    nudge(tail, eps);
+    (rel(num_x, ana_x), rel((hi - lo) / (2.0 * eps as f64), ana_p))
+}
