@@ -126,7 +126,7 @@ pub fn directional_check(tail: &mut Tail, x: ArrayD<f32>, side: Vec<(String, Val
     let r = param(y.shape(), 11);
     let dx = tail.backward(r.clone(), true).unwrap().unwrap();
     let grads: Vec<ArrayD<f32>> = tail.params().iter().map(|p| p.grad.clone()).collect();
-    let mut loss = |tail: &mut Tail, x: ArrayD<f32>| -> f64 {
+    let loss = |tail: &mut Tail, x: ArrayD<f32>| -> f64 {
         let y = tail.forward(x, side.clone(), false).unwrap();
         y.iter().zip(r.iter()).map(|(a, b)| (*a as f64) * (*b as f64)).sum()
     };
