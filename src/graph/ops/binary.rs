@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{broadcast_shape, input, unbroadcast, Grads, Op};
+use super::{broadcast_shape, input, par, unbroadcast, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,6 +33,21 @@ impl Binary {
     }
 }
 
+/// `f` over `a` and `b` broadcast, in parallel when one is a scalar or both have one shape.
+fn apply(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync) -> OpResult<ArrayD<f32>> {
+    if a.shape() == b.shape() {
+        Ok(par::zip(a, b, f))
+    } else if b.len() == 1 && b.ndim() <= a.ndim() {
+        let q = *b.iter().next().unwrap();
+        Ok(par::map(a, |p| f(p, q)).into_shape_with_order(IxDyn(&broadcast_shape(a.shape(), b.shape())?)).unwrap())
+    } else if a.len() == 1 && a.ndim() <= b.ndim() {
+        let p = *a.iter().next().unwrap();
+        Ok(par::map(b, |q| f(p, q)).into_shape_with_order(IxDyn(&broadcast_shape(a.shape(), b.shape())?)).unwrap())
+    } else {
+        zip_with(a, b, f)
+    }
+}
+
 fn zip_with<T: Copy, U>(a: &ArrayD<T>, b: &ArrayD<T>, f: impl Fn(T, T) -> U) -> OpResult<ArrayD<U>> {
     let shape = broadcast_shape(a.shape(), b.shape())?;
     let (va, vb) = (a.broadcast(IxDyn(&shape)).unwrap(), b.broadcast(IxDyn(&shape)).unwrap());
@@ -43,17 +58,18 @@ impl Op for Binary {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         match (input(x, 0)?, input(x, 1)?) {
             (Value::F32(a), Value::F32(b)) => Ok(Value::F32(match self.0 {
-                Kind::Add => zip_with(a, b, |p, q| p + q)?,
-                Kind::Sub => zip_with(a, b, |p, q| p - q)?,
-                Kind::Mul => zip_with(a, b, |p, q| p * q)?,
-                Kind::Div => zip_with(a, b, |p, q| p / q)?,
-                Kind::Pow => zip_with(a, b, pow)?,
+                Kind::Add => apply(a, b, |p, q| p + q)?,
+                Kind::Sub => apply(a, b, |p, q| p - q)?,
+                Kind::Mul => apply(a, b, |p, q| p * q)?,
+                Kind::Div => apply(a, b, |p, q| p / q)?,
+                Kind::Pow => apply(a, b, pow)?,
             })),
             (Value::I64(a), Value::I64(b)) => Ok(Value::I64(match self.0 {
                 Kind::Add => zip_with(a, b, |p, q| p + q)?,
                 Kind::Sub => zip_with(a, b, |p, q| p - q)?,
                 Kind::Mul => zip_with(a, b, |p, q| p * q)?,
-                Kind::Div => zip_with(a, b, |p, q| if q == 0 { 0 } else { p.div_euclid(q) })?,
+                // Truncating, as ONNX (and C) integer division.
+                Kind::Div => zip_with(a, b, |p, q| if q == 0 { 0 } else { p / q })?,
                 Kind::Pow => zip_with(a, b, |p, q| p.pow(q.max(0) as u32))?,
             })),
             (Value::F32(a), Value::I64(b)) if self.0 == Kind::Pow => {
@@ -86,8 +102,8 @@ impl Op for Binary {
         let ga = grad(0, &|| {
             Ok(match self.0 {
                 Kind::Add | Kind::Sub => dy.clone(),
-                Kind::Mul => dy * &bc(b),
-                Kind::Div => dy / &bc(b),
+                Kind::Mul => apply(dy, b, |g, q| g * q)?,
+                Kind::Div => apply(dy, b, |g, q| g / q)?,
                 Kind::Pow => {
                     let (ab, bb) = (bc(a), bc(b));
                     Zip::from(dy).and(&ab).and(&bb).map_collect(|&g, &p, &q| g * q * pow(p, q - 1.0))
@@ -98,7 +114,7 @@ impl Op for Binary {
             Ok(match self.0 {
                 Kind::Add => dy.clone(),
                 Kind::Sub => -dy,
-                Kind::Mul => dy * &bc(a),
+                Kind::Mul => apply(dy, a, |g, p| g * p)?,
                 Kind::Div => {
                     let (ab, bb) = (bc(a), bc(b));
                     Zip::from(dy).and(&ab).and(&bb).map_collect(|&g, &p, &q| -g * p / (q * q))
@@ -143,6 +159,18 @@ mod tests {
             let z = c.node("Add", &[&y, "x"], &[]);
             grad_check(c.finish_with_input(&z, |v| v.abs() + 0.5));
         }
+    }
+
+    #[test]
+    fn integer_arithmetic_for_shapes_truncates_like_onnx() {
+        use crate::graph::ops::Op;
+        use crate::graph::Value;
+        let a = Value::I64(ndarray::arr1(&[-7i64, 7, 12]).into_dyn());
+        let b = Value::I64(ndarray::arr1(&[2i64]).into_dyn());
+        let y = super::Binary::new("Div").forward(&[Some(&a), Some(&b)]).unwrap();
+        assert_eq!(y, Value::I64(ndarray::arr1(&[-3i64, 3, 6]).into_dyn()));
+        let y = super::Binary::new("Mul").forward(&[Some(&a), Some(&b)]).unwrap();
+        assert_eq!(y, Value::I64(ndarray::arr1(&[-14i64, 14, 24]).into_dyn()));
     }
 
     #[test]

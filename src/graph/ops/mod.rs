@@ -8,6 +8,7 @@ mod gather;
 mod gemm;
 mod matmul;
 mod norm;
+mod par;
 mod pool;
 mod reduce;
 mod shape;

@@ -1,9 +1,9 @@
 //! Elementwise unary ops: `Erf`, `Sqrt`, `Relu`, `Sigmoid`, `Tanh`, `Identity`, `Dropout`
 //! (identity: the tail trains with the backbone's dropout off), and `Clip`.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 
-use super::{input, Attrs, Grads, Op};
+use super::{input, par, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,11 +44,11 @@ impl Op for Unary {
         }
         let a = as_f32(v, "input")?;
         Ok(Value::F32(match self.0 {
-            Kind::Erf => a.mapv(erf),
-            Kind::Sqrt => a.mapv(f32::sqrt),
-            Kind::Relu => a.mapv(|v| v.max(0.0)),
-            Kind::Sigmoid => a.mapv(|v| 1.0 / (1.0 + (-v).exp())),
-            Kind::Tanh => a.mapv(f32::tanh),
+            Kind::Erf => par::map(a, erf),
+            Kind::Sqrt => par::map(a, f32::sqrt),
+            Kind::Relu => par::map(a, |v| v.max(0.0)),
+            Kind::Sigmoid => par::map(a, |v| 1.0 / (1.0 + (-v).exp())),
+            Kind::Tanh => par::map(a, f32::tanh),
             Kind::Identity => unreachable!(),
         }))
     }
@@ -60,12 +60,12 @@ impl Op for Unary {
             Kind::Identity => dy.clone(),
             Kind::Erf => {
                 let c = 2.0 / std::f32::consts::PI.sqrt();
-                Zip::from(dy).and(a).map_collect(|&g, &v| g * c * (-v * v).exp())
+                par::zip(dy, a, |g, v| g * c * (-v * v).exp())
             }
-            Kind::Sqrt => Zip::from(dy).and(y).map_collect(|&g, &r| g * 0.5 / r),
-            Kind::Relu => Zip::from(dy).and(a).map_collect(|&g, &v| if v > 0.0 { g } else { 0.0 }),
-            Kind::Sigmoid => Zip::from(dy).and(y).map_collect(|&g, &s| g * s * (1.0 - s)),
-            Kind::Tanh => Zip::from(dy).and(y).map_collect(|&g, &t| g * (1.0 - t * t)),
+            Kind::Sqrt => par::zip(dy, y, |g, r| g * 0.5 / r),
+            Kind::Relu => par::zip(dy, a, |g, v| if v > 0.0 { g } else { 0.0 }),
+            Kind::Sigmoid => par::zip(dy, y, |g, s| g * s * (1.0 - s)),
+            Kind::Tanh => par::zip(dy, y, |g, t| g * (1.0 - t * t)),
         };
         Ok(vec![Some(g)])
     }
@@ -123,13 +123,13 @@ impl Clip {
 impl Op for Clip {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let (lo, hi) = self.bounds(x)?;
-        Ok(Value::F32(as_f32(input(x, 0)?, "input")?.mapv(|v| v.max(lo).min(hi))))
+        Ok(Value::F32(par::map(as_f32(input(x, 0)?, "input")?, |v| v.max(lo).min(hi))))
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         let (lo, hi) = self.bounds(x)?;
         let a = as_f32(input(x, 0)?, "input")?;
-        Ok(vec![Some(Zip::from(dy).and(a).map_collect(|&g, &v| if v >= lo && v <= hi { g } else { 0.0 }))])
+        Ok(vec![Some(par::zip(dy, a, |g, v| if v >= lo && v <= hi { g } else { 0.0 }))])
     }
 
     fn differentiable(&self, i: usize) -> bool {
