@@ -116,6 +116,25 @@ fn attention_block_gradients() {
     grad_check((tail, x));
 }
 
+/// LayerNorm as older BERT exports write it out, with a live f32 `Cast` in the chain.
+#[test]
+fn written_out_layer_norm_and_cast_gradients() {
+    let mut c = Case::new(&[2, 3, 5]);
+    let xc = c.node("Cast", &["x"], &[Attr::Int("to", 1)]);
+    let mean = c.node("ReduceMean", &[&xc], &[Attr::Ints("axes", vec![-1])]);
+    let d = c.node("Sub", &[&xc, &mean], &[]);
+    let two = c.scalar(2.0);
+    let sq = c.node("Pow", &[&d, &two], &[]);
+    let var = c.node("ReduceMean", &[&sq], &[Attr::Ints("axes", vec![-1])]);
+    let eps = c.scalar(1e-5);
+    let ve = c.node("Add", &[&var, &eps], &[]);
+    let sd = c.node("Sqrt", &[&ve], &[]);
+    let norm = c.node("Div", &[&d, &sd], &[]);
+    let g = c.init(&param(&[5], 1));
+    let y = c.node("Mul", &[&norm, &g], &[]);
+    grad_check(c.finish(&y));
+}
+
 #[test]
 fn inference_forward_frees_intermediates_and_backward_then_refuses() {
     let mut c = Case::new(&[2, 3]);
