@@ -110,8 +110,7 @@ where
                 cache.append(&batch_keys, &features)?;
                 computed += rows;
             }
-            let elapsed = started.elapsed().as_secs_f64();
-            bar.advance(n as u64, || format!("{:.1} items/s", computed as f64 / elapsed.max(1e-9)));
+            bar.advance(n as u64, String::new);
         }
         Ok(())
     })?;

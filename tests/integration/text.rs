@@ -1,7 +1,7 @@
 //! "Who said it" on a slice of `../shared/data/spooky-authors/train.csv`: both routes trained,
 //! exported, verified, predicted, and run in plain Python onnxruntime with the saved tokenizer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
@@ -101,21 +101,22 @@ fn probabilities(
     engine.run_output(inputs, "probabilities").unwrap().into_dimensionality().unwrap()
 }
 
+/// A one-epoch LSTM run on 200 sentences, in `DIR/lstm`.
+fn one_epoch_lstm(dir: &Path) -> PathBuf {
+    let csv = slice(dir, 200);
+    let run = dir.join("lstm");
+    let extra = ["--set", "train.epochs=1", "--set", "validation.method=none"];
+    fit_pipeline("pipelines/who-said-it-lstm.toml", &run, &csv, &dir.join("cache"), &extra);
+    run
+}
+
 /// The bidirectional LSTM's reverse direction reads each row's own words only: a sentence gives the
 /// same probabilities alone (no padding), in a batch padded to its longest member and padded to
 /// 128, on tract and on ONNX Runtime.
 #[test]
 fn lstm_export_is_padding_invariant_on_tract_and_ort() {
     let tmp = tempfile::tempdir().unwrap();
-    let csv = slice(tmp.path(), 200);
-    let run = tmp.path().join("lstm");
-    fit_pipeline(
-        "pipelines/who-said-it-lstm.toml",
-        &run,
-        &csv,
-        &tmp.path().join("cache"),
-        &["--set", "train.epochs=1", "--set", "validation.method=none"],
-    );
+    let run = one_epoch_lstm(tmp.path());
     let model = run.join("model.onnx");
     let encoder = graft::preprocess::TextEncoder::from_file(&run.join("tokenizer.json"), 64).unwrap();
     let texts = [SAMPLES[0], "The raven croaked.", SAMPLES[3], SAMPLES[1]];
@@ -140,15 +141,7 @@ fn lstm_export_is_padding_invariant_on_tract_and_ort() {
 #[test]
 fn lstm_tokenizer_must_match_the_model() {
     let tmp = tempfile::tempdir().unwrap();
-    let csv = slice(tmp.path(), 200);
-    let run = tmp.path().join("lstm");
-    fit_pipeline(
-        "pipelines/who-said-it-lstm.toml",
-        &run,
-        &csv,
-        &tmp.path().join("cache"),
-        &["--set", "train.epochs=1", "--set", "validation.method=none"],
-    );
+    let run = one_epoch_lstm(tmp.path());
     std::fs::write(
         run.join("tokenizer.json"),
         std::fs::read_to_string(run.join("tokenizer.json")).unwrap().replace("[UNK]", "[UNKNOWN]"),
