@@ -4,7 +4,8 @@ use clap::Args;
 use graft::hub::{self, HubOptions};
 
 /// Summarise an ONNX model: inputs and outputs, opset, parameters, op histogram and candidate cut
-/// points (the input of the final classifier, global-pool outputs).
+/// points (the input of the final classifier, global-pool outputs), and the block boundaries where
+/// fine-tuning can start (numbered from the end, each with whether everything after it is trainable).
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
   graft inspect ../shared/models/efficientnet-lite0/model.onnx

@@ -20,11 +20,13 @@
 //! The forward pass keeps every intermediate tensor while training; the backward pass walks the
 //! nodes in reverse, calling each op's vector-Jacobian product and accumulating gradients.
 
+mod blocks;
 mod build;
 pub mod ops;
 mod run;
 pub mod value;
 
+pub use blocks::{blocks, Boundary, BoundaryKind};
 pub use value::Value;
 
 use ndarray::ArrayD;

@@ -50,6 +50,8 @@ pub struct Summary {
     pub ops: Vec<(String, usize)>,
     /// The first one is what `--at auto` picks.
     pub cut_points: Vec<CutPoint>,
+    /// Where fine-tuning can start, last (number 1) first.
+    pub blocks: Vec<crate::graph::Boundary>,
     pub metadata: Vec<(String, String)>,
 }
 
@@ -131,6 +133,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         nodes: graph.node.len(),
         ops,
         cut_points: cut_points(&model, &facts),
+        blocks: crate::graph::blocks(&model),
         metadata: model.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
     })
 }
@@ -180,6 +183,18 @@ impl fmt::Display for Summary {
             let auto = if i == 0 { "  <- --at auto" } else { "" };
             writeln!(f, "  {}  ({}){auto}", c.tensor, c.reason)?;
         }
+        writeln!(f, "blocks     (unfreeze = N trains everything after boundary N)")?;
+        if self.blocks.is_empty() {
+            writeln!(f, "  (none found)")?;
+        }
+        for b in &self.blocks {
+            let after = match (b.parameters, &b.not_trainable) {
+                (Some(p), _) => format!("trainable, {} parameters after it", group_digits(p as u64)),
+                (None, Some(why)) => format!("not trainable: {why}"),
+                (None, None) => "not trainable".to_string(),
+            };
+            writeln!(f, "  {:>2}  {}  ({} `{}`): {after}", b.number, b.tensor, b.kind.describe(), b.node)?;
+        }
         if !self.metadata.is_empty() {
             writeln!(f, "metadata")?;
             for (k, v) in &self.metadata {
@@ -201,4 +216,22 @@ fn group_digits(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_lists_block_boundaries_numbered_from_the_end() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/efficientnet-lite0/model.onnx");
+        let summary = summarize(&path).unwrap();
+        let text = summary.to_string();
+        let line = text.lines().find(|l| l.contains("conv_57_out")).unwrap_or_else(|| panic!("{text}"));
+        assert!(line.trim_start().starts_with("1  conv_57_out  (block output `conv_57`): trainable"), "{line}");
+        assert!(text.contains(" 2  add_54  (residual Add `add_54`): trainable"), "{text}");
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["blocks"][1]["tensor"], "add_54");
+        assert_eq!(json["blocks"][1]["kind"], "residual_add");
+    }
 }
