@@ -39,7 +39,7 @@ if [[ ! -f .ort/gpu/libonnxruntime_providers_cuda.so ]]; then
   PARTS=${PARTS:-.device/parts}
   echo "== joining the CUDA ONNX Runtime from $PARTS"
   if ! command -v zstd >/dev/null && ! python3 -c 'import zstandard' 2>/dev/null && ls .whl/zstandard-*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --target /tmp/graft-zstd .whl/zstandard-*.whl
+    python3 -m pip install -q --no-index --no-deps --find-links .whl --target /tmp/graft-zstd zstandard
     export PYTHONPATH=/tmp/graft-zstd${PYTHONPATH:+:$PYTHONPATH}
   fi
   scripts/split-for-device.sh --join "$PARTS" .ort/gpu >/dev/null

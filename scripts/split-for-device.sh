@@ -9,7 +9,7 @@
 #       Pack SRC_DIR (default .ort/gpu) into OUT_DIR (default .ort/gpu-parts):
 #         ort-gpu.tar.zst.partNN  tar of SRC_DIR (libonnxruntime.so.*,
 #                                 libonnxruntime_providers_{shared,cuda}.so,
-#                                 symlinks, stamp) | zstd -19 -T2 | split -b 50M -d
+#                                 symlinks, stamp) | zstd -19 (ZSTD_LEVEL) -T2 | split -b 50M -d
 #         MANIFEST.sha256         sha256sum of every part (sha256sum -c format)
 #         FILES.sha256            sha256sum of every regular file inside the tar
 #       Re-running with unchanged inputs and intact parts does nothing.
@@ -153,13 +153,13 @@ if [ -f "$OUT/MANIFEST.sha256" ] && [ -f "$OUT/FILES.sha256" ] &&
 fi
 
 if command -v zstd >/dev/null 2>&1; then
-  compress() { zstd -19 -T2 -q -c; }
+  compress() { zstd -"${ZSTD_LEVEL:-19}" -T2 -q -c; }
 else
   log "zstd not found; trying: apt-get update && apt-get install -y zstd"
   if command -v apt-get >/dev/null 2>&1 &&
      { apt-get update -qq && apt-get install -y -qq zstd; } >&2 &&
      command -v zstd >/dev/null 2>&1; then
-    compress() { zstd -19 -T2 -q -c; }
+    compress() { zstd -"${ZSTD_LEVEL:-19}" -T2 -q -c; }
   else
     log "apt-get unavailable or failed; trying Python 'zstandard' from PyPI"
     have_py_zstd || "$PYTHON" -m pip install -q zstandard >&2 ||
@@ -169,7 +169,7 @@ else
 fi
 
 rm -f "$OUT/MANIFEST.sha256" "$OUT/FILES.sha256" "$OUT/$PREFIX"*
-log "packing ${ENTRIES[*]} from $SRC (zstd -19 -T2, parts of $SIZE)"
+log "packing ${ENTRIES[*]} from $SRC (zstd -${ZSTD_LEVEL:-19} -T2, parts of $SIZE)"
 (cd "$SRC" && tar --owner=0 --group=0 --numeric-owner -c -f - "${ENTRIES[@]}") |
   compress | split -b "$SIZE" -d -a 2 - "$OUT/$PREFIX" ||
   die "tar | zstd | split failed"
