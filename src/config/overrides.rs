@@ -15,6 +15,13 @@ pub fn apply_override(doc: &mut toml::Value, assignment: &str) -> Result<()> {
     let value = parse_value(raw.trim());
     let mut table = doc.as_table_mut().ok_or_else(|| Error::config(origin(), "the pipeline is not a table"))?;
     let parts: Vec<&str> = key.split('.').collect();
+    if parts.len() > 1 && parts[0] == "backbone" && !table.contains_key("backbone") {
+        return Err(Error::config(
+            origin(),
+            "this pipeline has no [backbone] section: backbone settings (and fit's --device and --backend) \
+             apply only to pipelines with a pretrained backbone",
+        ));
+    }
     for part in &parts[..parts.len() - 1] {
         let entry = table.entry(part.to_string()).or_insert_with(|| toml::Value::Table(Default::default()));
         table = entry

@@ -117,3 +117,9 @@ fn shipped_pipelines_load_from_any_folder() {
         }
     }
 }
+
+#[test]
+fn backbone_settings_on_a_pipeline_without_a_backbone_say_so() {
+    let err = PipelineConfig::parse_in(IRIS, "p.toml", Path::new(""), &["backbone.device=\"cpu\"".into()]).unwrap_err();
+    assert!(err.to_string().contains("no [backbone] section"), "{err}");
+}
