@@ -22,11 +22,13 @@
 
 mod blocks;
 mod build;
+mod layer;
 pub mod ops;
 mod run;
 pub mod value;
 
 pub use blocks::{blocks, Boundary, BoundaryKind};
+pub use layer::TailLayer;
 pub use value::Value;
 
 use ndarray::ArrayD;

@@ -42,19 +42,22 @@ pub struct Ctx<'a> {
     pub rng: &'a mut Rng,
     /// Valid length of each row of a padded batch, set by [`Embedding`] for the masked layers after it.
     pub lengths: Option<Vec<usize>>,
+    /// Tensors a fine-tuned backbone tail reads besides its input, by name (e.g. the additive
+    /// attention mask `[N, 1, 1, S]`); set by the caller for each batch.
+    pub side: Vec<(String, crate::backend::Value)>,
 }
 
 impl<'a> Ctx<'a> {
     /// A context for one forward pass.
     pub fn new(train: bool, rng: &'a mut Rng) -> Self {
-        Ctx { train, rng, lengths: None }
+        Ctx { train, rng, lengths: None, side: Vec::new() }
     }
 }
 
 /// A trainable tensor and its gradient, as seen by an optimizer.
 pub struct Param<'a> {
-    /// Name within its layer (`weight`, `bias`, ...).
-    pub name: &'static str,
+    /// Name within its layer (`weight`, `bias`, ...; a tail's initializer name).
+    pub name: &'a str,
     pub value: &'a mut ArrayD<f32>,
     pub grad: &'a mut ArrayD<f32>,
     /// Whether L2 / weight decay applies (weights yes, biases no).
@@ -100,6 +103,9 @@ pub enum LayerSpec {
     Lstm { inputs: usize, hidden: usize, bidirectional: bool },
     /// Mean over valid time steps.
     MaskedMean,
+    /// The trainable tail of an ONNX backbone, from tensor `start` to `end` (the graph's first
+    /// output when absent); its initial weights are the backbone's (checked by `sha256`).
+    Tail { backbone: String, sha256: String, start: String, end: Option<String> },
 }
 
 impl LayerSpec {
@@ -115,6 +121,22 @@ impl LayerSpec {
                 Box::new(Lstm::new(*inputs, *hidden, *bidirectional, rng))
             }
             LayerSpec::MaskedMean => Box::new(MaskedMean::default()),
+            LayerSpec::Tail { .. } => self.try_build(rng).unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    /// Like [`LayerSpec::build`], with an error where the layer depends on a file: a
+    /// [`LayerSpec::Tail`] whose backbone is missing, changed (sha256) or has no such tail.
+    /// [`LayerSpec::build`] panics with that error; check specs with this first.
+    pub fn try_build(&self, rng: &mut Rng) -> Result<Box<dyn Layer>> {
+        match self {
+            LayerSpec::Tail { backbone, sha256, start, end } => Ok(Box::new(crate::graph::TailLayer::open(
+                std::path::Path::new(backbone),
+                start,
+                end.as_deref(),
+                Some(sha256),
+            )?)),
+            other => Ok(other.build(rng)),
         }
     }
 }

@@ -147,6 +147,20 @@ impl GraphBuilder {
         name
     }
 
+    /// Replaces the value of the existing f32 initializer `name`, keeping its name and shape (a
+    /// fine-tuned backbone's trained weights). Returns false when there is no such f32
+    /// initializer or its shape differs.
+    pub fn set_initializer(&mut self, name: &str, value: &ArrayD<f32>) -> bool {
+        let dims: Vec<i64> = value.shape().iter().map(|&d| d as i64).collect();
+        let Some(t) = self.graph.initializer.iter_mut().find(|t| t.name == name) else { return false };
+        if t.data_type != DataType::Float as i32 || t.dims != dims {
+            return false;
+        }
+        t.float_data.clear();
+        t.raw_data = value.iter().flat_map(|v| v.to_le_bytes()).collect();
+        true
+    }
+
     /// Adds an i64 constant of shape `dims`; returns its unique name.
     pub fn initializer_i64(&mut self, hint: &str, values: &[i64], dims: &[i64]) -> String {
         let name = self.fresh(hint);
