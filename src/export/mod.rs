@@ -131,6 +131,8 @@ impl ModelMeta {
 }
 
 #[cfg(test)]
+mod tail_tests;
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::backend::{Backend, TractBackend, Value};
