@@ -5,7 +5,7 @@ mod merge;
 mod text;
 
 pub use merge::{image_model, IMAGE_INPUT};
-pub use text::{encoder_model, native_text_model, ATTENTION_MASK, INPUT_IDS};
+pub use text::{encoder_model, finetuned_encoder_model, native_text_model, ATTENTION_MASK, INPUT_IDS};
 
 use crate::data::Labels;
 use crate::nn::Sequential;

@@ -2,7 +2,7 @@
 
 use super::append_head;
 use crate::config::manifest::Pooling;
-use crate::nn::{Layer, MaskedMean, Sequential};
+use crate::nn::{Layer, LayerSpec, MaskedMean, Sequential};
 use crate::onnx::{inspect::opset, pb, Attr, Dim, GraphBuilder, OPSET};
 use crate::{Error, Result};
 
@@ -60,5 +60,35 @@ pub fn encoder_model(
         }
     };
     append_head(&mut g, head, &pooled, classes)?;
+    Ok(g.into_model(opset(encoder).max(OPSET), metadata))
+}
+
+/// A fine-tuned encoder: `model` starts with the backbone's tail (a [`LayerSpec::Tail`]) and pools
+/// itself after it (e.g. [`MaskedMean`]). `encoder` is the original backbone (cut at the tail's
+/// end when that is not its output): its nodes are kept as they are, the tail's initializers get
+/// the trained values, and the rest of `model` follows the tail's end.
+///
+/// # Shapes
+/// the encoder's inputs (`input_ids`, `attention_mask`, ...) -> `probabilities` `[N, classes]`
+pub fn finetuned_encoder_model(
+    encoder: &pb::ModelProto,
+    model: &Sequential,
+    classes: usize,
+    metadata: &[(String, String)],
+) -> Result<pb::ModelProto> {
+    let graph = encoder.graph.clone().ok_or_else(|| Error::onnx("encoder", "no graph"))?;
+    if !graph.input.iter().any(|i| i.name == ATTENTION_MASK) {
+        return Err(Error::onnx("encoder", "it has no `attention_mask` input"));
+    }
+    let end = match model.layers().first().map(|l| l.spec()) {
+        Some(LayerSpec::Tail { end: Some(end), .. }) => end,
+        Some(LayerSpec::Tail { end: None, .. }) => {
+            graph.output.first().map(|o| o.name.clone()).ok_or_else(|| Error::onnx("encoder", "no output"))?
+        }
+        _ => return Err(Error::Invalid("a fine-tuned encoder model starts with the backbone's tail".into())),
+    };
+    let mut g = GraphBuilder::from_graph(graph, "head/");
+    mask_context(&mut g);
+    append_head(&mut g, model, &end, classes)?;
     Ok(g.into_model(opset(encoder).max(OPSET), metadata))
 }
