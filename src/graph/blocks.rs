@@ -74,11 +74,12 @@ const ACTIVATIONS: &[&str] = &[
     "BatchNormalization",
 ];
 
-/// The block boundaries of `model`, last (number 1) first. Each is checked by building the tail
-/// after it up to the graph's first output.
-pub fn blocks(model: &pb::ModelProto) -> Vec<Boundary> {
+/// The block boundaries of `model` before tensor `end` (default: the graph's first output), last
+/// (number 1) first. Each is checked by building the tail after it up to `end`.
+pub fn blocks(model: &pb::ModelProto, end: Option<&str>) -> Vec<Boundary> {
     let Some(graph) = model.graph.as_ref() else { return Vec::new() };
-    let nodes = &graph.node;
+    let end_node = end.and_then(|e| graph.node.iter().position(|n| n.output.iter().any(|o| o == e)));
+    let nodes = &graph.node[..end_node.map_or(graph.node.len(), |i| i + 1)];
     let inits: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
     let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).filter(|n| !inits.contains(n)).collect();
 
@@ -102,6 +103,9 @@ pub fn blocks(model: &pb::ModelProto) -> Vec<Boundary> {
     }
     for o in &graph.output {
         last.insert(&o.name, nodes.len());
+    }
+    if let Some(e) = end {
+        last.insert(e, nodes.len());
     }
 
     // Tensors that are, when made, the only non-side value still needed.
@@ -155,7 +159,7 @@ pub fn blocks(model: &pb::ModelProto) -> Vec<Boundary> {
         .rev()
         .map(|(k, (i, kind))| {
             let tensor = nodes[i].output[0].clone();
-            let (parameters, not_trainable) = match Tail::new(model, &tensor, None) {
+            let (parameters, not_trainable) = match Tail::new(model, &tensor, end) {
                 Ok(tail) => (Some(tail.param_count()), None),
                 Err(e) => (None, Some(e.to_string())),
             };
@@ -178,7 +182,7 @@ mod tests {
 
     #[test]
     fn efficientnet_lite0_boundaries() {
-        let b = blocks(&shared("efficientnet-lite0"));
+        let b = blocks(&shared("efficientnet-lite0"), None);
         let first: Vec<(usize, &str, BoundaryKind)> =
             b.iter().take(4).map(|b| (b.number, b.tensor.as_str(), b.kind)).collect();
         assert_eq!(
@@ -198,9 +202,23 @@ mod tests {
         assert!(b[0].parameters < b[1].parameters, "{:?} {:?}", b[0].parameters, b[1].parameters);
     }
 
+    /// Up to the backbone's cut tensor: the classifier after it is not counted, and boundaries
+    /// at or after it are not listed.
+    #[test]
+    fn boundaries_before_a_cut_tensor() {
+        let model = shared("efficientnet-lite0");
+        let b = blocks(&model, Some("features"));
+        assert_eq!(b[0].tensor, "conv_57_out");
+        assert_eq!(b[0].parameters, Some(410_880), "conv_58 only (320 * 1280 + 1280), not the classifier");
+        let b = blocks(&model, Some("add_50"));
+        let first: Vec<&str> = b.iter().take(2).map(|b| b.tensor.as_str()).collect();
+        assert_eq!(first, ["add_46", "conv_42_out"]);
+        assert!(b.iter().all(|b| b.not_trainable.is_none()), "{b:?}");
+    }
+
     #[test]
     fn minilm_has_six_layer_boundaries() {
-        let b = blocks(&shared("all-minilm-l6-v2"));
+        let b = blocks(&shared("all-minilm-l6-v2"), None);
         let tensors: Vec<&str> = b.iter().map(|b| b.tensor.as_str()).collect();
         assert_eq!(
             tensors,
@@ -226,7 +244,7 @@ mod tests {
         let r = c.node("Add", &[&a, "x"], &[]);
         let y = c.node("Cos", &[&r], &[]);
         let (model, _) = c.model(&y);
-        let b = blocks(&model);
+        let b = blocks(&model, None);
         assert_eq!(b.len(), 1, "{b:?}");
         assert_eq!((b[0].tensor.as_str(), b[0].kind), (r.as_str(), BoundaryKind::ResidualAdd));
         assert!(b[0].parameters.is_none());

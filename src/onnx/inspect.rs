@@ -50,7 +50,7 @@ pub struct Summary {
     pub ops: Vec<(String, usize)>,
     /// The first one is what `--at auto` picks.
     pub cut_points: Vec<CutPoint>,
-    /// Where fine-tuning can start, last (number 1) first.
+    /// Where fine-tuning can start, last (number 1) first; parameters counted up to the first output.
     pub blocks: Vec<crate::graph::Boundary>,
     pub metadata: Vec<(String, String)>,
 }
@@ -133,7 +133,7 @@ pub fn summarize(path: &Path) -> Result<Summary> {
         nodes: graph.node.len(),
         ops,
         cut_points: cut_points(&model, &facts),
-        blocks: crate::graph::blocks(&model),
+        blocks: crate::graph::blocks(&model, None),
         metadata: model.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
     })
 }
@@ -183,7 +183,8 @@ impl fmt::Display for Summary {
             let auto = if i == 0 { "  <- --at auto" } else { "" };
             writeln!(f, "  {}  ({}){auto}", c.tensor, c.reason)?;
         }
-        writeln!(f, "blocks     (unfreeze = N trains everything after boundary N)")?;
+        let out = self.outputs.first().map_or("", |o| o.name.as_str());
+        writeln!(f, "blocks     (unfreeze = N trains what follows boundary N, up to `{out}`)")?;
         if self.blocks.is_empty() {
             writeln!(f, "  (none found)")?;
         }
