@@ -130,3 +130,45 @@ fn side_inputs_come_from_the_context() {
     assert_eq!(dx.shape(), &[2, 3]);
     assert!(layer.params()[0].grad.iter().any(|g| *g != 0.0));
 }
+
+/// A run interrupted after 4 epochs and resumed from its checkpoint ends with the same tail and
+/// head weights as the uninterrupted run; with early stopping, the best epoch's tail comes back.
+#[test]
+fn resume_and_early_stopping_cover_the_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, front) = tiny_backbone(dir.path());
+    let spec = TailLayer::open(&path, &front, None, None).unwrap().spec();
+    let specs = vec![spec, LayerSpec::Dense { inputs: 6, units: 2, init: Init::Glorot }];
+    let (data, val) = (features(64, 5), features(48, 8));
+    let mut cfg = TrainConfig {
+        epochs: 10,
+        batch_size: 16,
+        optimizer: OptimizerConfig { lr: 0.05, ..Default::default() },
+        early_stopping: EarlyStoppingConfig { patience: 0, min_delta: 0.0 },
+        ..Default::default()
+    };
+    let run = |cfg: &TrainConfig, session: &mut Session| {
+        let mut rng = Rng::new(3);
+        let mut model = Sequential::new(&specs, &mut rng);
+        let job = Job { train: &data, val: Some(&val), cfg, class_weights: None, run: "t", bucket_by_length: false };
+        fit(&mut model, &job, rng, session).map(|out| (model.state(), out, model))
+    };
+    let (full, _, _) = run(&cfg, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
+    let ck = dir.path().join("ck");
+    let mut first = Session::new(Some(ck.clone()), false, ProgressMode::Quiet);
+    first.halt_after_epochs = Some(4);
+    assert!(matches!(run(&cfg, &mut first), Err(crate::Error::Interrupted { epoch: 4 })));
+    let (resumed, _, _) = run(&cfg, &mut Session::new(Some(ck), true, ProgressMode::Quiet)).unwrap();
+    assert!(resumed.iter().any(|(n, _)| n.starts_with("layers.0.")));
+    assert_eq!(resumed, full);
+
+    cfg.epochs = 60;
+    cfg.optimizer.lr = 0.3;
+    cfg.early_stopping.patience = 2;
+    let (_, out, mut model) = run(&cfg, &mut Session::new(None, false, ProgressMode::Quiet)).unwrap();
+    assert!(out.stopped_early && out.best_epoch < out.history.len(), "{:?}", out.history.len());
+    let best = out.history.iter().find(|r| r.epoch == out.best_epoch).unwrap().val_loss.unwrap();
+    let p = crate::train::predict(&mut model, &val.x, 64);
+    let now = crate::train::metrics::log_loss(p.view(), &val.y);
+    assert!((now - best).abs() < 1e-5, "restored weights give the best epoch's loss: {now} vs {best}");
+}
