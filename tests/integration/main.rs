@@ -6,6 +6,7 @@
 mod backends;
 mod cli;
 mod common;
+mod finetune;
 mod hub;
 mod images;
 mod paths;
