@@ -168,6 +168,32 @@ pub fn blocks(model: &pb::ModelProto, end: Option<&str>) -> Vec<Boundary> {
         .collect()
 }
 
+/// The tensor where `unfreeze = n` starts (boundary `n` of [`blocks`] before `end`), for the
+/// backbone named `what` in errors.
+///
+/// Errors: `n` is 0 (nothing to unfreeze: the frozen route), the backbone has no boundaries or
+/// fewer than `n`, or what follows boundary `n` is not trainable (the reason is given).
+pub fn unfreeze_point(model: &pb::ModelProto, end: Option<&str>, n: usize, what: &str) -> crate::Result<Boundary> {
+    let bad = |m: String| crate::Error::config("backbone.unfreeze", m);
+    if n == 0 {
+        return Err(bad("0 unfreezes nothing (the frozen backbone); give 1 or more".into()));
+    }
+    let all = blocks(model, end);
+    if all.is_empty() {
+        return Err(bad(format!(
+            "{what} has no block boundaries graft recognises; name a tensor with backbone.unfreeze_from"
+        )));
+    }
+    let count = all.len();
+    let b = all.into_iter().find(|b| b.number == n).ok_or_else(|| {
+        bad(format!("{n} blocks asked, but {what} has {count} block boundaries (see `graft inspect`)"))
+    })?;
+    match &b.not_trainable {
+        Some(why) => Err(bad(format!("what follows boundary {n} (`{}`) of {what} cannot be trained: {why}", b.tensor))),
+        None => Ok(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +240,32 @@ mod tests {
         let first: Vec<&str> = b.iter().take(2).map(|b| b.tensor.as_str()).collect();
         assert_eq!(first, ["add_46", "conv_42_out"]);
         assert!(b.iter().all(|b| b.not_trainable.is_none()), "{b:?}");
+    }
+
+    #[test]
+    fn unfreeze_counts_blocks_from_the_end_with_clear_errors() {
+        let model = shared("all-minilm-l6-v2");
+        let b = unfreeze_point(&model, None, 2, "MiniLM").unwrap();
+        assert_eq!(b.tensor, "layernormalization_152");
+        let e = unfreeze_point(&model, None, 7, "MiniLM").unwrap_err().to_string();
+        assert!(e.contains("backbone.unfreeze") && e.contains("7 blocks asked") && e.contains("has 6"), "{e}");
+        let e = unfreeze_point(&model, None, 0, "MiniLM").unwrap_err().to_string();
+        assert!(e.contains("0 unfreezes nothing"), "{e}");
+
+        let mut c = Case::new(&[2, 3]);
+        let y = c.node("Relu", &["x"], &[]);
+        let (plain, _) = c.model(&y);
+        let e = unfreeze_point(&plain, None, 1, "plain.onnx").unwrap_err().to_string();
+        assert!(e.contains("plain.onnx has no block boundaries") && e.contains("unfreeze_from"), "{e}");
+
+        let mut c = Case::new(&[2, 4, 3, 3]);
+        let w = c.init(&param(&[4, 4, 1, 1], 1));
+        let a = c.node("Conv", &["x", &w], &[Attr::Ints("kernel_shape", vec![1, 1])]);
+        let r = c.node("Add", &[&a, "x"], &[]);
+        let y = c.node("Cos", &[&r], &[]);
+        let (model, _) = c.model(&y);
+        let e = unfreeze_point(&model, None, 1, "cos.onnx").unwrap_err().to_string();
+        assert!(e.contains("cannot be trained") && e.contains("Cos"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod ops;
 mod run;
 pub mod value;
 
-pub use blocks::{blocks, Boundary, BoundaryKind};
+pub use blocks::{blocks, unfreeze_point, Boundary, BoundaryKind};
 pub use layer::TailLayer;
 pub use value::Value;
 
