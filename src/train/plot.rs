@@ -192,8 +192,7 @@ fn legend(series: &[Series]) -> Vec<(String, ShapeStyle, bool)> {
         }
     }
     let coloured = series.iter().filter(|s| !s.faint).enumerate();
-    let mut main: Vec<_> =
-        coloured.map(|(i, s)| (s.name.clone(), pick(i).stroke_width(2), s.dashed)).collect();
+    let mut main: Vec<_> = coloured.map(|(i, s)| (s.name.clone(), pick(i).stroke_width(2), s.dashed)).collect();
     main.append(&mut entries);
     main
 }

@@ -106,7 +106,9 @@ fn interrupted_fit_resumes_to_the_same_model() {
     };
     assert_eq!(without_time(report(&a)), without_time(report(&b)));
     // A resumed run refuses checkpoints of a different pipeline.
-    fails(&[&["fit", "pipelines/iris.toml", "--out", s(&b), "--force", "--halt-after-epochs", "3"][..], &quick].concat());
+    fails(
+        &[&["fit", "pipelines/iris.toml", "--out", s(&b), "--force", "--halt-after-epochs", "3"][..], &quick].concat(),
+    );
     let err = fails(&["fit", "pipelines/iris.toml", "--out", s(&b), "--resume", "--set", "train.epochs=31", "-q"]);
     assert!(err.contains("pipeline changed"), "{err}");
 }
