@@ -64,6 +64,20 @@ pub struct BackboneConfig {
     /// Feature cache root (default `$GRAFT_CACHE` or `~/.cache/graft`).
     #[serde(default)]
     pub cache: Option<PathBuf>,
+    /// Fine-tune the last N blocks (`graft inspect` numbers the boundaries from the end); 0 keeps
+    /// the whole backbone frozen.
+    #[serde(default)]
+    pub unfreeze: usize,
+    /// Fine-tune everything after this tensor instead of counting blocks.
+    #[serde(default)]
+    pub unfreeze_from: Option<String>,
+}
+
+impl BackboneConfig {
+    /// Whether part of the backbone is trained (`unfreeze > 0` or `unfreeze_from`).
+    pub fn fine_tunes(&self) -> bool {
+        self.unfreeze > 0 || self.unfreeze_from.is_some()
+    }
 }
 
 fn default_backbone_batch() -> usize {
@@ -182,6 +196,39 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     pub early_stopping: EarlyStoppingConfig,
     pub reduce_lr: ReduceLrConfig,
+    /// The second phase when the backbone is partly unfrozen (`backbone.unfreeze`).
+    pub fine_tune: FineTuneConfig,
+}
+
+/// Phase 2 of fine-tuning: the unfrozen tail and the head trained together with AdamW, each with
+/// its own learning rate, after the head alone (phase 1, the `train` settings).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FineTuneConfig {
+    pub epochs: usize,
+    /// Learning rate of the backbone's unfrozen tail.
+    pub tail_lr: f32,
+    /// Learning rate of the head.
+    pub head_lr: f32,
+    /// Decoupled weight decay on weights (matrices, kernels), not on biases or scales.
+    pub weight_decay: f32,
+    /// Clip gradients to this global L2 norm.
+    pub clip_norm: Option<f32>,
+    /// Early stopping on the validation loss, restoring the best epoch's weights.
+    pub early_stopping: EarlyStoppingConfig,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        FineTuneConfig {
+            epochs: 5,
+            tail_lr: 1e-4,
+            head_lr: 1e-3,
+            weight_decay: 0.01,
+            clip_norm: Some(1.0),
+            early_stopping: EarlyStoppingConfig { patience: 2, min_delta: 0.0 },
+        }
+    }
 }
 
 impl Default for TrainConfig {
@@ -194,6 +241,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             early_stopping: EarlyStoppingConfig::default(),
             reduce_lr: ReduceLrConfig::default(),
+            fine_tune: FineTuneConfig::default(),
         }
     }
 }
@@ -368,6 +416,7 @@ impl PipelineConfig {
             b.backend
                 .parse::<crate::backend::BackendKind>()
                 .map_err(|e| Error::config("backbone.backend", e.to_string()))?;
+            self.check_fine_tune(b)?;
         }
         let v = &self.validation;
         if v.method == ValidationMethod::Kfold && v.folds < 2 {
@@ -385,6 +434,43 @@ impl PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// The fine-tuning settings that can be checked without the model (the unfreeze point itself is
+    /// checked against the backbone when the pipeline runs).
+    fn check_fine_tune(&self, b: &BackboneConfig) -> Result<()> {
+        let bad = |field: &str, msg: &str| Err(Error::config(field, msg));
+        if b.unfreeze > 0 && b.unfreeze_from.is_some() {
+            return bad("backbone.unfreeze_from", "give either backbone.unfreeze or backbone.unfreeze_from, not both");
+        }
+        if b.unfreeze_from.as_deref() == Some("") {
+            return bad("backbone.unfreeze_from", "must name a tensor of the backbone");
+        }
+        if !b.fine_tunes() {
+            return Ok(());
+        }
+        if self.task != Task::Image {
+            return bad("backbone.unfreeze", "fine-tuning is available for image pipelines only, for now");
+        }
+        if self.validation.method == ValidationMethod::Kfold {
+            return bad("validation.method", "fine-tuning needs `holdout` or `none` validation, not `kfold`");
+        }
+        let f = &self.train.fine_tune;
+        if f.epochs == 0 {
+            return bad("train.fine_tune.epochs", "must be at least 1");
+        }
+        for (field, lr) in [("train.fine_tune.tail_lr", f.tail_lr), ("train.fine_tune.head_lr", f.head_lr)] {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return bad(field, "must be a positive number");
+            }
+        }
+        if !(f.weight_decay >= 0.0 && f.weight_decay < 1.0) {
+            return bad("train.fine_tune.weight_decay", "must be in [0, 1)");
+        }
+        if f.clip_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
+            return bad("train.fine_tune.clip_norm", "must be > 0");
+        }
+        Ok(())
+    }
+
     /// Resolves the relative paths of the pipeline against `base` (see the module docs).
     fn resolve_paths(mut self, base: &Path) -> Self {
         self.data.path = resolve(base, &self.data.path);

@@ -123,3 +123,54 @@ fn backbone_settings_on_a_pipeline_without_a_backbone_say_so() {
     let err = PipelineConfig::parse_in(IRIS, "p.toml", Path::new(""), &["backbone.device=\"cpu\"".into()]).unwrap_err();
     assert!(err.to_string().contains("no [backbone] section"), "{err}");
 }
+
+const IMAGE: &str = r#"
+name = "pets"
+task = "image"
+
+[data]
+path = "photos"
+
+[backbone]
+manifest = "m"
+"#;
+
+#[test]
+fn fine_tuning_settings_are_checked() {
+    let cfg = PipelineConfig::parse(IMAGE, "p.toml", &[]).unwrap();
+    let b = cfg.backbone.as_ref().unwrap();
+    assert!(!b.fine_tunes() && b.unfreeze == 0, "frozen by default");
+    let ft = &cfg.train.fine_tune;
+    assert_eq!((ft.tail_lr, ft.head_lr, ft.weight_decay, ft.clip_norm), (1e-4, 1e-3, 0.01, Some(1.0)));
+    let set = ["backbone.unfreeze=2".to_string(), "train.fine_tune.epochs=4".to_string()];
+    let cfg = PipelineConfig::parse(IMAGE, "p.toml", &set).unwrap();
+    assert!(cfg.backbone.unwrap().fine_tunes());
+    assert_eq!(cfg.train.fine_tune.epochs, 4);
+
+    let text_encoder = IMAGE
+        .replace("task = \"image\"", "task = \"text_encoder\"")
+        .replace("path = \"photos\"", "path = \"t.csv\"\nlabel = \"y\"");
+    for (text, set, expected) in [
+        (IMAGE.to_string(), "backbone.unfreeze_from=x", ""),
+        (IMAGE.replace("manifest = \"m\"", "manifest = \"m\"\nunfreeze = 1\nunfreeze_from = \"x\""), "", "not both"),
+        (IMAGE.to_string(), "backbone.unfreeze_from=''", "must name a tensor"),
+        (IMAGE.to_string(), "train.fine_tune.tail_lr=0", "train.fine_tune.tail_lr"),
+        (IMAGE.to_string(), "train.fine_tune.epochs=0", "train.fine_tune.epochs"),
+        (IMAGE.to_string(), "validation.method=kfold", "not `kfold`"),
+        (text_encoder, "", "image pipelines only"),
+    ] {
+        let mut sets = vec!["backbone.unfreeze=1".to_string()];
+        sets.extend((!set.is_empty()).then(|| set.to_string()));
+        if set.starts_with("backbone.unfreeze_from") {
+            sets.remove(0);
+        }
+        let got = PipelineConfig::parse(&text, "p.toml", &sets);
+        match expected {
+            "" => assert!(got.is_ok(), "{set}: {:?}", got.err()),
+            e => {
+                let err = got.unwrap_err().to_string();
+                assert!(err.contains(e), "{set}: {err}");
+            }
+        }
+    }
+}

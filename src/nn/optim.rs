@@ -36,6 +36,20 @@ pub struct OptimizerConfig {
     pub weight_decay: Option<f32>,
     /// Clip gradients to this global L2 norm.
     pub clip_norm: Option<f32>,
+    /// Parameter groups with their own learning rate: a parameter whose model name (e.g.
+    /// `layers.0.conv_55_w`) starts with a group's prefix uses the first such group's `lr`, scaled
+    /// as the base `lr` is (plateau reduction); the others use `lr`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<LrGroup>,
+}
+
+/// A parameter group of [`OptimizerConfig::groups`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrGroup {
+    /// Model parameter names starting with this belong to the group.
+    pub prefix: String,
+    pub lr: f32,
 }
 
 impl Default for OptimizerConfig {
@@ -51,6 +65,7 @@ impl Default for OptimizerConfig {
             l2: 0.0,
             weight_decay: None,
             clip_norm: None,
+            groups: Vec::new(),
         }
     }
 }
@@ -77,8 +92,12 @@ impl OptimizerConfig {
         if self.clip_norm.is_some_and(|c| c <= 0.0) {
             return bad("clip_norm must be > 0");
         }
+        if self.groups.iter().any(|g| !(g.lr > 0.0 && g.lr.is_finite())) {
+            return bad("every group's lr must be a positive number");
+        }
         let weight_decay = self.weight_decay.unwrap_or(if self.kind == OptimizerKind::Adamw { 0.01 } else { 0.0 });
-        Ok(Optimizer { cfg: self.clone(), weight_decay, lr: self.lr, t: 0, m: Vec::new(), v: Vec::new() })
+        let (m, v, scales) = (Vec::new(), Vec::new(), Vec::new());
+        Ok(Optimizer { cfg: self.clone(), weight_decay, lr: self.lr, t: 0, m, v, scales })
     }
 }
 
@@ -90,6 +109,8 @@ pub struct Optimizer {
     t: u64,
     m: Vec<ArrayD<f32>>,
     v: Vec<ArrayD<f32>>,
+    /// Learning-rate factor of each parameter (its group's `lr / lr`; empty: all 1).
+    scales: Vec<f32>,
 }
 
 /// Everything an optimizer needs to continue exactly where it stopped.
@@ -108,6 +129,16 @@ impl Optimizer {
     /// Sets the learning rate (schedules, plateau reduction).
     pub fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+
+    /// Assigns the parameters, named as the model names them and in the order [`Optimizer::step`]
+    /// gets them, to the configured [`OptimizerConfig::groups`].
+    pub fn set_param_names(&mut self, names: &[String]) {
+        let base = self.cfg.lr;
+        self.scales = names
+            .iter()
+            .map(|n| self.cfg.groups.iter().find(|g| n.starts_with(&g.prefix)).map_or(1.0, |g| g.lr / base))
+            .collect();
     }
 
     /// Applies one update to `params` from their gradients.
@@ -132,6 +163,7 @@ impl Optimizer {
         self.t += 1;
         let lr = self.lr;
         for (i, p) in params.iter_mut().enumerate() {
+            let lr = lr * self.scales.get(i).copied().unwrap_or(1.0);
             if self.weight_decay > 0.0 && p.decay {
                 let keep = 1.0 - lr * self.weight_decay;
                 p.value.mapv_inplace(|w| w * keep);
@@ -225,6 +257,29 @@ mod tests {
             let loss = minimise(cfg.clone());
             assert!(loss < 1e-3, "{cfg:?}: {loss}");
         }
+    }
+
+    /// Each group moves at its own rate: with plain SGD the step is exactly `lr * grad`.
+    #[test]
+    fn groups_have_their_own_learning_rates() {
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::Sgd,
+            lr: 0.1,
+            groups: vec![LrGroup { prefix: "layers.0.".into(), lr: 0.001 }],
+            ..Default::default()
+        };
+        let mut opt = cfg.build().unwrap();
+        opt.set_param_names(&["layers.0.w".into(), "layers.1.w".into()]);
+        let (mut a, mut b) = (ArrayD::ones(IxDyn(&[1])), ArrayD::ones(IxDyn(&[1])));
+        let (mut ga, mut gb) = (ArrayD::ones(IxDyn(&[1])), ArrayD::ones(IxDyn(&[1])));
+        opt.step(&mut [
+            Param { name: "w", value: &mut a, grad: &mut ga, decay: true },
+            Param { name: "w", value: &mut b, grad: &mut gb, decay: true },
+        ]);
+        assert!((1.0 - a[[0]] - 0.001).abs() < 1e-7, "{}", a[[0]]);
+        assert!((1.0 - b[[0]] - 0.1).abs() < 1e-7, "{}", b[[0]]);
+        let bad = OptimizerConfig { groups: vec![LrGroup { prefix: "x".into(), lr: 0.0 }], ..Default::default() };
+        assert!(bad.build().is_err());
     }
 
     #[test]

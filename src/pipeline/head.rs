@@ -224,6 +224,7 @@ pub fn finish(run: &HeadRun, f: Finish) -> Result<Report> {
         },
         images: f.images,
         text: f.text,
+        fine_tune: None,
         outputs,
     };
     io::write_json(&f.out.join("report.json"), &report)?;

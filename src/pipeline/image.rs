@@ -32,6 +32,9 @@ pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
 pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
     let started = Instant::now();
     let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+    if bcfg.fine_tunes() {
+        return super::finetune::fit(cfg, out, session);
+    }
     let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
     let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
     let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
@@ -53,27 +56,11 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
     let mut run = train_head(cfg, &data, classes, &arch, session)?;
 
-    let info = backbone.info();
-    let meta = export::metadata(
-        "image",
-        &labels,
-        &[(keys::PREPROCESS, pre.to_json()), (keys::BACKBONE, serde_json::to_string(&info).expect("serialises"))],
-    );
-    let cut = crate::onnx::load(&backbone.path)?;
-    let model_path = out.join("model.onnx");
-    let onnx = export::image_model(&cut, &backbone.input, &run.model, classes, &pre, false, &meta)?;
-    crate::onnx::save(&model_path, &onnx)?;
-    run.model.save(&out.join("head.safetensors"), meta.iter().cloned().collect::<HashMap<_, _>>())?;
-    let mut outputs = vec!["model.onnx".to_string(), "head.safetensors".to_string()];
-
     // Verify on validation images: tract and ORT run the exported graph; the reference is the native
     // head on the backbone's ORT (CPU) features of the same images.
     let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_IMAGES).collect();
     let check_paths: Vec<_> = check.iter().map(|&r| paths[emb.rows[r]].clone()).collect();
-    let images = check_paths
-        .iter()
-        .map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason))))
-        .collect::<Result<Vec<_>>>()?;
+    let images = load_images(&pre, &check_paths)?;
     let features = verify::cpu_features(
         &backbone.path,
         vec![(backbone.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))],
@@ -81,25 +68,8 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     )?;
     let features = crate::features::flatten_rows(features, &backbone.output)?;
     let native = train::predict(&mut run.model, &features.into_dyn(), 1024);
-    let mut verification = verify_images(&model_path, &pre, &images, &native, false)?;
-    if cfg.export.with_preprocessing {
-        let u8_path = out.join("model-u8.onnx");
-        let pre_u8 =
-            ImagePreprocess { dtype: "u8".into(), layout: crate::config::manifest::Layout::Nhwc, ..pre.clone() };
-        let meta_u8: Vec<(String, String)> = meta
-            .iter()
-            .map(|(k, v)| if k == keys::PREPROCESS { (k.clone(), pre_u8.to_json()) } else { (k.clone(), v.clone()) })
-            .collect();
-        let onnx = export::image_model(&cut, &backbone.input, &run.model, classes, &pre, true, &meta_u8)?;
-        crate::onnx::save(&u8_path, &onnx)?;
-        let v = verify_images(&u8_path, &pre_u8, &images, &native, true)?;
-        verification.engines.extend(v.engines.into_iter().map(|mut e| {
-            e.engine = format!("{} (u8 input)", e.engine);
-            e
-        }));
-        verification.passed &= v.passed;
-        outputs.push("model-u8.onnx".into());
-    }
+    let (verification, outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+    let info = backbone.info();
 
     let metrics = run.metrics(&data, &labels);
     let images = ImageSummary {
@@ -127,6 +97,60 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             text: None,
         },
     )
+}
+
+/// Decodes and resizes `paths` as `pre` says (a file that fails is an error naming it).
+pub(super) fn load_images(pre: &ImagePreprocess, paths: &[std::path::PathBuf]) -> Result<Vec<image::RgbImage>> {
+    paths.iter().map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason)))).collect()
+}
+
+/// Exports `model` (a head, or a fine-tuned tail and head) after `backbone`'s cut graph into `out`
+/// as `model.onnx` (and `model-u8.onnx` with `export.with_preprocessing`), saves its weights as
+/// `head.safetensors`, and verifies the exports on `images` against `native`, the model's own
+/// probabilities for them. Returns the verification and the files written.
+pub(super) fn export_verified(
+    cfg: &PipelineConfig,
+    out: &Path,
+    backbone: &Backbone,
+    labels: &Labels,
+    model: &mut crate::nn::Sequential,
+    images: &[image::RgbImage],
+    native: &ndarray::Array2<f32>,
+) -> Result<(Verification, Vec<String>)> {
+    let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
+    let classes = labels.len();
+    let info = backbone.info();
+    let meta = export::metadata(
+        "image",
+        labels,
+        &[(keys::PREPROCESS, pre.to_json()), (keys::BACKBONE, serde_json::to_string(&info).expect("serialises"))],
+    );
+    let cut = crate::onnx::load(&backbone.path)?;
+    let model_path = out.join("model.onnx");
+    let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, false, &meta)?;
+    crate::onnx::save(&model_path, &onnx)?;
+    model.save(&out.join("head.safetensors"), meta.iter().cloned().collect::<HashMap<_, _>>())?;
+    let mut outputs = vec!["model.onnx".to_string(), "head.safetensors".to_string()];
+    let mut verification = verify_images(&model_path, &pre, images, native, false)?;
+    if cfg.export.with_preprocessing {
+        let u8_path = out.join("model-u8.onnx");
+        let pre_u8 =
+            ImagePreprocess { dtype: "u8".into(), layout: crate::config::manifest::Layout::Nhwc, ..pre.clone() };
+        let meta_u8: Vec<(String, String)> = meta
+            .iter()
+            .map(|(k, v)| if k == keys::PREPROCESS { (k.clone(), pre_u8.to_json()) } else { (k.clone(), v.clone()) })
+            .collect();
+        let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, true, &meta_u8)?;
+        crate::onnx::save(&u8_path, &onnx)?;
+        let v = verify_images(&u8_path, &pre_u8, images, native, true)?;
+        verification.engines.extend(v.engines.into_iter().map(|mut e| {
+            e.engine = format!("{} (u8 input)", e.engine);
+            e
+        }));
+        verification.passed &= v.passed;
+        outputs.push("model-u8.onnx".into());
+    }
+    Ok((verification, outputs))
 }
 
 /// Runs the exported image model at `model` on `paths` (preprocessed as `pre` says) on every

@@ -2,6 +2,7 @@
 //! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `curves.png`,
 //! `confusion.png` and the native weights.
 
+mod finetune;
 mod head;
 mod image;
 mod report;
@@ -9,7 +10,10 @@ mod run_dir;
 mod tabular;
 mod text;
 
-pub use report::{DataSummary, FoldResult, ImageSummary, Mistake, Report, TextSummary, Timing, ValidationSummary};
+pub use report::{
+    DataSummary, FineTuneSummary, FoldResult, ImageSummary, Mistake, Phase, Report, TextSummary, Timing,
+    ValidationSummary,
+};
 pub use run_dir::{Inputs, RunDir};
 
 use std::path::PathBuf;

@@ -25,8 +25,36 @@ pub struct Report {
     /// Text pipelines: vocabulary, encoder, skipped rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextSummary>,
+    /// Fine-tuned backbones: where the tail starts and both phases (`history` is phase 2's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fine_tune: Option<FineTuneSummary>,
     /// Files written into the run folder.
     pub outputs: Vec<String>,
+}
+
+/// How a backbone's tail was fine-tuned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FineTuneSummary {
+    /// The unfreeze point: the tensor whose cached values the tail starts from.
+    pub unfrozen_from: String,
+    /// The tensor the tail ends at (the backbone's cut tensor).
+    pub tail_end: String,
+    /// Its `(node, op type)` count and trainable scalars.
+    pub tail_nodes: usize,
+    pub tail_parameters: usize,
+    /// Phase 1 (`head`: the head alone on the frozen tail's output), then phase 2 (`fine-tune`:
+    /// tail and head together).
+    pub phases: Vec<Phase>,
+}
+
+/// One training phase of a fine-tuning run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Phase {
+    pub name: String,
+    pub history: Vec<EpochRecord>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    pub seconds: f64,
 }
 
 /// What was trained on.

@@ -135,6 +135,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     let Job { train, val, cfg, class_weights: weights, run, bucket_by_length } = *job;
     let lengths = bucket_by_length.then(|| crate::nn::lengths(&train.x));
     let mut optimizer = cfg.optimizer.build()?;
+    optimizer.set_param_names(&model.params().into_iter().map(|(n, _)| n).collect::<Vec<_>>());
     let ck_path = session.checkpoint_dir.as_ref().map(|d| checkpoint::path(d, run));
     let mut state = LoopState {
         epoch: 0,

@@ -19,3 +19,29 @@ fn inspect_lists_block_boundaries_from_the_end() {
     let out = ok(&["inspect", s(&effnet)]);
     assert!(out.contains("up to `logits`") && out.contains("   1  conv_57_out  (block output `conv_57`)"), "{out}");
 }
+
+/// `pipelines/cats-vs-dogs-finetune.toml` on 30 cats and 30 dogs, one epoch per phase: the front's
+/// tensor at `add_54` is cached, both phases are in the report, and the export (the backbone with
+/// the tail's trained weights, then the head) passes verification on tract and ORT.
+#[test]
+fn image_fine_tune_route_exports_a_verified_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    crate::images::subset(&data, 30);
+    let (run, cache) = (dir.path().join("run"), dir.path().join("cache"));
+    let args = ["--set", "backbone.device=cpu", "--set", "train.epochs=2", "--set", "train.fine_tune.epochs=1"];
+    let r = fit_pipeline("pipelines/cats-vs-dogs-finetune.toml", &run, &data, &cache, &args);
+    let ft = &r["fine_tune"];
+    assert_eq!(ft["unfrozen_from"], "add_54", "{ft}");
+    let phases: Vec<(&str, usize)> = ft["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["history"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(phases, [("head", 2), ("fine-tune", 1)]);
+    assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
+    assert_eq!(r["images"]["embedded"], 60);
+    assert!(r["data"]["features"][0].as_str().unwrap().starts_with("add_54 [192, 7, 7]"), "{}", r["data"]);
+    assert!(run.join("model.onnx").is_file() && run.join("curves.png").is_file());
+}

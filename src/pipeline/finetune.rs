@@ -1,0 +1,306 @@
+//! Fine-tuning an image backbone's last blocks, as Keras and fastai do: the frozen front runs once
+//! per image and its tensor at the unfreeze point is cached by content (the cache key names the
+//! tensor); phase 1 trains the head alone on the tail's output, computed once from the cached
+//! tensors; phase 2 trains the tail ([`TailLayer`]) and the head together with AdamW, each with its
+//! own learning rate, through the same trainer. The export is the original backbone graph with the
+//! tail's trained initializers, then the head.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayD, Axis};
+
+use super::head::{finish, train_head, Finish, HeadRun};
+use super::image::{engine_options, export_verified, load_images, mistakes, VERIFY_IMAGES};
+use super::report::{DataSummary, FineTuneSummary, ImageSummary, Phase, Report};
+use super::tabular::dense_stack;
+use crate::backend::Value;
+use crate::config::manifest::Manifest;
+use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
+use crate::data::{stratified_split, Dataset, ImageFolder, Labels};
+use crate::features::{cache, embed_images, Backbone, FeatureCache};
+use crate::graph::TailLayer;
+use crate::nn::optim::LrGroup;
+use crate::nn::{Ctx, Layer, OptimizerConfig, OptimizerKind, Sequential};
+use crate::onnx::pb;
+use crate::rng::Rng;
+use crate::train::{self, plot, Job, Session};
+use crate::{io, verify, Error, Result};
+
+/// The tensor where the tail starts: boundary `backbone.unfreeze` of `model` before `end` (the
+/// backbone's cut tensor), or `backbone.unfreeze_from`. `what` names the backbone in errors.
+///
+/// Errors (on `backbone.unfreeze` / `backbone.unfreeze_from`): the tensor does not exist, it is
+/// `end` itself or comes after it (no tail left), or what follows it cannot be trained.
+pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, what: &str) -> Result<String> {
+    let Some(t) = &b.unfreeze_from else {
+        return Ok(crate::graph::unfreeze_point(model, Some(end), b.unfreeze, what)?.tensor);
+    };
+    let bad = |m: String| Err(Error::config("backbone.unfreeze_from", m));
+    let nodes = model.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+    let made = |x: &str| nodes.iter().position(|n| n.output.iter().any(|o| o == x));
+    match (made(t), made(end)) {
+        (None, _) => bad(format!("{what} has no tensor `{t}` (`graft inspect` lists the block boundaries)")),
+        (Some(i), Some(e)) if i >= e => {
+            bad(format!("`{t}` is at or after `{end}`, where {what} is cut: no tail is left to fine-tune"))
+        }
+        _ => crate::graph::Tail::new(model, t, Some(end))
+            .map(|_| t.clone())
+            .or_else(|e| bad(format!("what follows `{t}` in {what} cannot be trained: {e}"))),
+    }
+}
+
+/// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`.
+fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
+    let file = cache_root.join("backbones").join(format!(
+        "{}-{}.onnx",
+        &backbone.sha256[..16],
+        &io::sha256_hex(tensor.as_bytes())[..8]
+    ));
+    if !file.exists() {
+        crate::onnx::save(&file, &crate::onnx::cut::cut(model, tensor, &backbone.source)?)?;
+    }
+    Ok(Backbone { path: file, cut: Some(tensor.to_string()), output: tensor.to_string(), ..backbone.clone() })
+}
+
+/// The tail's output on every row of `x`, in inference mode, `batch` rows at a time.
+///
+/// # Shapes
+/// `x` `[N, ...start]` -> `[N, prod(end dims)]`
+fn tail_outputs(tail: &mut TailLayer, x: &ArrayD<f32>, batch: usize) -> Result<Array2<f32>> {
+    let mut rng = Rng::new(0);
+    let mut parts = Vec::new();
+    for s in (0..x.shape()[0]).step_by(batch.max(1)) {
+        let rows = x.slice_axis(Axis(0), (s..(s + batch).min(x.shape()[0])).into()).to_owned();
+        let y = tail.forward(rows, &mut Ctx::new(false, &mut rng));
+        parts.push(crate::features::flatten_rows(y, tail.tail().end())?);
+    }
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Invalid(format!("tail outputs: {e}")))
+}
+
+/// Phase 2's training settings: AdamW over tail (`layers.0.`, `tail_lr`) and head (`head_lr`).
+fn phase_two(cfg: &TrainConfig) -> TrainConfig {
+    let f = &cfg.fine_tune;
+    TrainConfig {
+        epochs: f.epochs,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Adamw,
+            lr: f.head_lr,
+            weight_decay: Some(f.weight_decay),
+            clip_norm: f.clip_norm,
+            groups: vec![LrGroup { prefix: "layers.0.".into(), lr: f.tail_lr }],
+            ..Default::default()
+        },
+        early_stopping: f.early_stopping.clone(),
+        reduce_lr: crate::config::ReduceLrConfig { patience: 0, ..Default::default() },
+        ..cfg.clone()
+    }
+}
+
+/// Runs the fine-tuning image pipeline into `out`.
+pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
+    let started = Instant::now();
+    let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+    let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
+    let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
+    let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
+    let source = crate::onnx::load(&backbone.source)?;
+    let what = backbone.source.display().to_string();
+    let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;
+    let mut tail = TailLayer::open(&backbone.source, &start, Some(&backbone.output), Some(&backbone.sha256))?;
+    let front = front(&backbone, &source, &start, &cache_root)?;
+
+    let folder = ImageFolder::scan(&cfg.data.path)?;
+    let labels = Labels(folder.classes.clone());
+    let classes = labels.len();
+    let paths: Vec<PathBuf> = folder.items.iter().map(|(p, _)| p.clone()).collect();
+    let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &front.recipe(None)?)?;
+    let emb = embed_images(&front, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
+    for s in &emb.skipped {
+        log::warn!("skipped {}: {}", s.path, s.reason);
+    }
+    for w in &emb.warnings {
+        log::warn!("{w}");
+    }
+    folder.check_kept(&emb.rows, &emb.skipped)?;
+    let one = load_images(&pre, &paths[emb.rows[0]..=emb.rows[0]])?;
+    let probe = verify::cpu_features(
+        &front.path,
+        vec![(front.input.clone(), Value::F32(pre.tensor(&one).into_dyn()))],
+        &start,
+    )?;
+    let mut shape = probe.shape().to_vec();
+    shape[0] = emb.rows.len();
+    let x = emb
+        .features
+        .clone()
+        .into_shape_with_order(shape.clone())
+        .map_err(|e| Error::Tensor { name: start.clone(), msg: e.to_string() })?;
+    let data = Dataset { x, y: emb.rows.iter().map(|&i| folder.items[i].1).collect() };
+
+    // Phase 1: the head alone on the frozen tail's output.
+    let pooled = tail_outputs(&mut tail, &data.x, 64)?;
+    let width = pooled.ncols();
+    let head_data = Dataset { x: pooled.into_dyn(), y: data.y.clone() };
+    let arch = |_: &Dataset| dense_stack(cfg, width, classes);
+    let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
+
+    // Phase 2: tail and head together, from phase 1's head, on the same split.
+    let mut specs = vec![tail.spec()];
+    specs.extend(phase1.model.specs().iter().cloned());
+    let mut rng = Rng::new(cfg.train.seed);
+    let mut model = Sequential::new(&specs, &mut rng.fork(2));
+    let mut init: HashMap<String, ArrayD<f32>> = model.state().into_iter().collect();
+    let mut head = phase1.model;
+    for (name, value) in head.state() {
+        let (layer, rest) = name.strip_prefix("layers.").and_then(|n| n.split_once('.')).expect("layers.N.name");
+        let layer: usize = layer.parse().expect("a layer index");
+        init.insert(format!("layers.{}.{rest}", layer + 1), value);
+    }
+    model.load_state(&init)?;
+    let holdout = cfg.validation.method == ValidationMethod::Holdout;
+    let all: Vec<usize> = (0..data.len()).collect();
+    let (tr, va) = match holdout {
+        true => stratified_split(&data.y, cfg.validation.fraction, &mut rng).map(|(t, v)| (t, Some(v)))?,
+        false => (all.clone(), None),
+    };
+    let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
+    let tcfg = phase_two(&cfg.train);
+    let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
+    let job = Job {
+        train: &train_set,
+        val: val.as_ref(),
+        cfg: &tcfg,
+        class_weights: weights.as_deref(),
+        run: "fine-tune",
+        bucket_by_length: false,
+    };
+    let outcome = train::fit(&mut model, &job, rng.fork(3), session)?;
+    let eval_proba = train::predict(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64);
+    let phases = vec![
+        Phase {
+            name: "head".into(),
+            history: phase1.outcome.history.clone(),
+            best_epoch: phase1.outcome.best_epoch,
+            stopped_early: phase1.outcome.stopped_early,
+            seconds: phase1.outcome.seconds,
+        },
+        Phase {
+            name: "fine-tune".into(),
+            history: outcome.history.clone(),
+            best_epoch: outcome.best_epoch,
+            stopped_early: outcome.stopped_early,
+            seconds: outcome.seconds,
+        },
+    ];
+    let mut run = HeadRun {
+        train_seconds: phase1.train_seconds + outcome.seconds,
+        earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
+        curves: vec![
+            plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
+            plot::Curve::new("fine-tune (phase 2)", outcome.history.clone()),
+        ],
+        model,
+        outcome,
+        folds: Vec::new(),
+        evaluated_on: if holdout { "holdout" } else { "train" },
+        eval_rows: va.unwrap_or(all),
+        eval_proba,
+    };
+
+    // Verify: the native tail + head on the front's ORT (CPU) tensors of validation images.
+    let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_IMAGES).collect();
+    let check_paths: Vec<_> = check.iter().map(|&r| paths[emb.rows[r]].clone()).collect();
+    let images = load_images(&pre, &check_paths)?;
+    let input = vec![(front.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))];
+    let at_start = verify::cpu_features(&front.path, input, &start)?;
+    let native = train::predict(&mut run.model, &at_start, 64);
+    let (verification, outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+
+    let metrics = run.metrics(&data, &labels);
+    let summary = FineTuneSummary {
+        unfrozen_from: start.clone(),
+        tail_end: backbone.output.clone(),
+        tail_nodes: tail.tail().nodes().len(),
+        tail_parameters: tail.tail().param_count(),
+        phases,
+    };
+    let images = ImageSummary {
+        backbone: backbone.info(),
+        preprocess: pre,
+        found: paths.len(),
+        embedded: emb.rows.len(),
+        embedded_now: emb.computed,
+        embed_seconds: emb.seconds,
+        skipped: emb.skipped.clone(),
+        most_confidently_wrong: mistakes(&run, &data, &labels, |r| paths[emb.rows[r]].display().to_string()),
+    };
+    let described = format!("{start} {:?} -> fine-tuned tail -> {} ({width}-d)", &shape[1..], backbone.output);
+    let mut report = finish(
+        &run,
+        Finish {
+            cfg,
+            out,
+            data: DataSummary::new(cfg, &data, &labels, vec![described]),
+            labels: &labels,
+            metrics,
+            verification,
+            total_seconds: started.elapsed().as_secs_f64(),
+            outputs,
+            images: Some(images),
+            text: None,
+        },
+    )?;
+    report.fine_tune = Some(summary);
+    io::write_json(&out.join("report.json"), &report)?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn effnet() -> pb::ModelProto {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/efficientnet-lite0/model.onnx");
+        crate::onnx::load(&path).unwrap()
+    }
+
+    fn backbone_cfg(unfreeze: usize, from: Option<&str>) -> BackboneConfig {
+        let text = format!(
+            "manifest = \"m\"\nunfreeze = {unfreeze}\n{}",
+            from.map(|f| format!("unfreeze_from = \"{f}\"")).unwrap_or_default()
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn the_unfreeze_point_is_found_or_refused_clearly() {
+        let m = effnet();
+        let t = |u, f| unfreeze_tensor(&m, &backbone_cfg(u, f), "features", "effnet.onnx");
+        assert_eq!(t(2, None).unwrap(), "add_54", "the last block and the 1x1 head conv");
+        assert_eq!(t(1, None).unwrap(), "conv_57_out");
+        assert_eq!(t(0, Some("add_50")).unwrap(), "add_50");
+        let e = t(999, None).unwrap_err().to_string();
+        assert!(e.contains("backbone.unfreeze") && e.contains("999 blocks asked"), "{e}");
+        let e = t(0, Some("no_such_tensor")).unwrap_err().to_string();
+        assert!(e.contains("backbone.unfreeze_from") && e.contains("no tensor `no_such_tensor`"), "{e}");
+        let e = t(0, Some("features")).unwrap_err().to_string();
+        assert!(e.contains("no tail is left"), "{e}");
+        let e = t(0, Some("logits")).unwrap_err().to_string();
+        assert!(e.contains("no tail is left"), "after the cut tensor: {e}");
+        let e = unfreeze_tensor(&m, &backbone_cfg(1, None), "conv_1_out", "effnet.onnx").unwrap_err().to_string();
+        assert!(e.contains("effnet.onnx has no block boundaries"), "a cut before every boundary: {e}");
+    }
+
+    #[test]
+    fn phase_two_is_adamw_with_a_tail_group() {
+        let cfg = TrainConfig::default();
+        let p = phase_two(&cfg);
+        assert_eq!((p.epochs, p.optimizer.kind, p.optimizer.lr), (5, OptimizerKind::Adamw, 1e-3));
+        assert_eq!(p.optimizer.groups, vec![LrGroup { prefix: "layers.0.".into(), lr: 1e-4 }]);
+        assert_eq!((p.optimizer.weight_decay, p.optimizer.clip_norm), (Some(0.01), Some(1.0)));
+        assert_eq!(p.batch_size, cfg.batch_size);
+    }
+}
