@@ -109,7 +109,9 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let source = crate::onnx::load(&backbone.source)?;
     let what = backbone.source.display().to_string();
     let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;
-    let mut tail = TailLayer::open(&backbone.source, &start, Some(&backbone.output), Some(&backbone.sha256))?;
+    // The saved model names the backbone by an absolute path, so `graft verify` runs from anywhere.
+    let absolute = std::fs::canonicalize(&backbone.source).map_err(|e| Error::io(&backbone.source, e))?;
+    let mut tail = TailLayer::open(&absolute, &start, Some(&backbone.output), Some(&backbone.sha256))?;
     let front = front(&backbone, &source, &start, &cache_root)?;
 
     let folder = ImageFolder::scan(&cfg.data.path)?;

@@ -70,9 +70,18 @@ fn image(model: &Path, data: &Path, meta: &ModelMeta, kind: BackendKind) -> Resu
         Value::F32(pre.tensor(&images).into_dyn())
     };
     let inputs = vec![(crate::export::IMAGE_INPUT.to_string(), input)];
-    let features = backbone_part(model, &cut, inputs.clone())?;
-    let features = crate::features::flatten_rows(features, &cut)?;
-    let native = crate::train::predict(&mut head(model)?, &features.into_dyn(), 1024);
+    let mut native_model = head(model)?;
+    // A fine-tuned tail starts at its unfreeze point and takes that tensor as it is.
+    let native = match native_model.specs().first() {
+        Some(crate::nn::LayerSpec::Tail { start, .. }) => {
+            let at_start = backbone_part(model, &start.clone(), inputs.clone())?;
+            crate::train::predict(&mut native_model, &at_start, 64)
+        }
+        _ => {
+            let features = crate::features::flatten_rows(backbone_part(model, &cut, inputs.clone())?, &cut)?;
+            crate::train::predict(&mut native_model, &features.into_dyn(), 1024)
+        }
+    };
     against_on(kind, &native, model, &inputs)
 }
 

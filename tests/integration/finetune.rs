@@ -44,4 +44,6 @@ fn image_fine_tune_route_exports_a_verified_model() {
     assert_eq!(r["images"]["embedded"], 60);
     assert!(r["data"]["features"][0].as_str().unwrap().starts_with("add_54 [192, 7, 7]"), "{}", r["data"]);
     assert!(run.join("model.onnx").is_file() && run.join("curves.png").is_file());
+    let out = ok(&["verify", s(&run.join("model.onnx")), "--data", s(&data.join("dog"))]);
+    assert!(out.contains("verification passed"), "graft verify runs the fine-tuned tail natively: {out}");
 }
