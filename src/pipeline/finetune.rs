@@ -25,7 +25,7 @@ use crate::nn::optim::LrGroup;
 use crate::nn::{Ctx, Layer, OptimizerConfig, OptimizerKind, Sequential};
 use crate::onnx::pb;
 use crate::rng::Rng;
-use crate::train::{self, plot, Job, Session};
+use crate::train::{self, plot, EpochRecord, Job, Session};
 use crate::{io, verify, Error, Result};
 
 /// The tensor where the tail starts: boundary `backbone.unfreeze` of `model` before `end` (the
@@ -97,6 +97,11 @@ fn phase_two(cfg: &TrainConfig) -> TrainConfig {
         reduce_lr: crate::config::ReduceLrConfig { patience: 0, ..Default::default() },
         ..cfg.clone()
     }
+}
+
+/// `history` numbered on from epoch `offset`, so that phase 2 is drawn after phase 1.
+fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
+    history.iter().map(|r| EpochRecord { epoch: r.epoch + offset, ..r.clone() }).collect()
 }
 
 /// Runs the fine-tuning image pipeline into `out`.
@@ -202,7 +207,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
         curves: vec![
             plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
-            plot::Curve::new("fine-tune (phase 2)", outcome.history.clone()),
+            plot::Curve::new("fine-tune (phase 2)", after(&outcome.history, phase1.outcome.history.len())),
         ],
         model,
         outcome,

@@ -47,3 +47,48 @@ fn image_fine_tune_route_exports_a_verified_model() {
     let out = ok(&["verify", s(&run.join("model.onnx")), "--data", s(&data.join("dog"))]);
     assert!(out.contains("verification passed"), "graft verify runs the fine-tuned tail natively: {out}");
 }
+
+/// Interrupted in phase 2 and resumed, the run ends as the uninterrupted one: phase 1 comes back
+/// from its finished checkpoint, phase 2 from its own.
+#[test]
+fn image_fine_tune_resumes_in_phase_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    crate::images::subset(&data, 20);
+    let cache = dir.path().join("cache");
+    let args = ["--set", "backbone.device=cpu", "--set", "train.epochs=2", "--set", "train.fine_tune.epochs=2"];
+    let args = [&args[..], &["--set", "train.fine_tune.early_stopping.patience=0"]].concat();
+    let full = fit_pipeline("pipelines/cats-vs-dogs-finetune.toml", &dir.path().join("full"), &data, &cache, &args);
+    let run = dir.path().join("run");
+    let set_data = format!("data.path={}", s(&data));
+    let base =
+        [&["fit", "pipelines/cats-vs-dogs-finetune.toml", "--out", s(&run), "-q", "--set", &set_data][..], &args]
+            .concat();
+    let halted = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args([&base[..], &["--halt-after-epochs", "3"]].concat())
+        .env("GRAFT_CACHE", &cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!halted.status.success() && String::from_utf8_lossy(&halted.stderr).contains("--resume"));
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args([&base[..], &["--resume"]].concat())
+        .env("GRAFT_CACHE", &cache)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let losses = |r: &serde_json::Value| -> Vec<f64> {
+        let phases = r["fine_tune"]["phases"].as_array().unwrap().clone();
+        phases
+            .iter()
+            .flat_map(|p| {
+                p["history"].as_array().unwrap().iter().map(|h| h["val_loss"].as_f64().unwrap()).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let again = report(&run);
+    assert_eq!(losses(&again).len(), 4);
+    assert_eq!(losses(&again), losses(&full));
+    assert_eq!(again["validation"]["metrics"], full["validation"]["metrics"]);
+}
