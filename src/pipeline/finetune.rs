@@ -6,20 +6,19 @@
 //! tail's trained initializers, then the head.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayD, Axis};
 
+use super::common::{dense_stack, embed_folder, export_verified, load_images, mistakes, VERIFY_IMAGES};
 use super::head::{finish, train_head, Finish, HeadRun};
-use super::image::{engine_options, export_verified, load_images, mistakes, VERIFY_IMAGES};
 use super::report::{DataSummary, FineTuneSummary, ImageSummary, Phase, Report};
-use super::tabular::dense_stack;
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
-use crate::data::{stratified_split, Dataset, ImageFolder, Labels};
-use crate::features::{cache, embed_images, Backbone, FeatureCache};
+use crate::data::{stratified_split, Dataset, Labels};
+use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::optim::LrGroup;
 use crate::nn::{Ctx, Layer, OptimizerConfig, OptimizerKind, Sequential};
@@ -119,19 +118,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let mut tail = TailLayer::open(&absolute, &start, Some(&backbone.output), Some(&backbone.sha256))?;
     let front = front(&backbone, &source, &start, &cache_root)?;
 
-    let folder = ImageFolder::scan(&cfg.data.path)?;
+    let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &front.recipe(None)?)?;
+    let (folder, paths, emb) = embed_folder(cfg, bcfg, &front, &mut cache, session)?;
     let labels = Labels(folder.classes.clone());
     let classes = labels.len();
-    let paths: Vec<PathBuf> = folder.items.iter().map(|(p, _)| p.clone()).collect();
-    let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &front.recipe(None)?)?;
-    let emb = embed_images(&front, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
-    for s in &emb.skipped {
-        log::warn!("skipped {}: {}", s.path, s.reason);
-    }
-    for w in &emb.warnings {
-        log::warn!("{w}");
-    }
-    folder.check_kept(&emb.rows, &emb.skipped)?;
     let one = load_images(&pre, &paths[emb.rows[0]..=emb.rows[0]])?;
     let probe = verify::cpu_features(
         &front.path,

@@ -2,55 +2,31 @@
 //! (cached by content), a small head (Dropout + Dense by default) trains on the features with the
 //! shared loop, and the export is ONE graph: backbone + head.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::head::{finish, train_head, Finish, HeadRun};
-use super::report::{DataSummary, ImageSummary, Mistake, Report};
-use super::tabular::dense_stack;
-use crate::backend::{EngineOptions, OrtOptions, Value};
+use super::common::{dense_stack, embed_folder, export_verified, load_images, mistakes, VERIFY_IMAGES};
+use super::head::{finish, train_head, Finish};
+use super::report::{DataSummary, ImageSummary, Report};
+use crate::backend::Value;
 use crate::config::manifest::Manifest;
-use crate::config::{BackboneConfig, PipelineConfig};
-use crate::data::{Dataset, ImageFolder, Labels};
-use crate::export::{self, keys, IMAGE_INPUT};
-use crate::features::{cache, embed_images, Backbone, FeatureCache};
-use crate::preprocess::ImagePreprocess;
+use crate::config::PipelineConfig;
+use crate::data::{Dataset, Labels};
+use crate::features::{cache, Backbone, FeatureCache};
 use crate::train::{self, Session};
-use crate::verify::{self, Verification};
+use crate::verify;
 use crate::{Error, Result};
-
-/// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
-pub const VERIFY_IMAGES: usize = 16;
-
-/// Engine options from a pipeline's backbone section.
-pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
-    Ok(EngineOptions { backend: b.backend.parse()?, ort: OrtOptions { device: b.device.parse()?, threads: b.threads } })
-}
 
 /// Runs the image pipeline into `out`.
 pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
     let started = Instant::now();
     let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
-    if bcfg.fine_tunes() {
-        return super::finetune::fit(cfg, out, session);
-    }
     let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
     let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
     let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
-    let folder = ImageFolder::scan(&cfg.data.path)?;
-    let labels = Labels(folder.classes.clone());
-    let paths: Vec<_> = folder.items.iter().map(|(p, _)| p.clone()).collect();
-
     let mut cache = FeatureCache::open(&cache_root, &backbone.sha256, &backbone.recipe(None)?)?;
-    let emb = embed_images(&backbone, &engine_options(bcfg)?, &paths, &mut cache, bcfg.batch_size, session.progress)?;
-    for s in &emb.skipped {
-        log::warn!("skipped {}: {}", s.path, s.reason);
-    }
-    for w in &emb.warnings {
-        log::warn!("{w}");
-    }
-    folder.check_kept(&emb.rows, &emb.skipped)?;
+    let (folder, paths, emb) = embed_folder(cfg, bcfg, &backbone, &mut cache, session)?;
+    let labels = Labels(folder.classes.clone());
     let data = Dataset { x: emb.features.clone().into_dyn(), y: emb.rows.iter().map(|&i| folder.items[i].1).collect() };
     let classes = labels.len();
     let arch = |train: &Dataset| dense_stack(cfg, train.x.shape()[1], classes);
@@ -97,92 +73,4 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             text: None,
         },
     )
-}
-
-/// Decodes and resizes `paths` as `pre` says (a file that fails is an error naming it).
-pub(super) fn load_images(pre: &ImagePreprocess, paths: &[std::path::PathBuf]) -> Result<Vec<image::RgbImage>> {
-    paths.iter().map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason)))).collect()
-}
-
-/// Exports `model` (a head, or a fine-tuned tail and head) after `backbone`'s cut graph into `out`
-/// as `model.onnx` (and `model-u8.onnx` with `export.with_preprocessing`), saves its weights as
-/// `head.safetensors`, and verifies the exports on `images` against `native`, the model's own
-/// probabilities for them. Returns the verification and the files written.
-pub(super) fn export_verified(
-    cfg: &PipelineConfig,
-    out: &Path,
-    backbone: &Backbone,
-    labels: &Labels,
-    model: &mut crate::nn::Sequential,
-    images: &[image::RgbImage],
-    native: &ndarray::Array2<f32>,
-) -> Result<(Verification, Vec<String>)> {
-    let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
-    let classes = labels.len();
-    let info = backbone.info();
-    let meta = export::metadata(
-        "image",
-        labels,
-        &[(keys::PREPROCESS, pre.to_json()), (keys::BACKBONE, serde_json::to_string(&info).expect("serialises"))],
-    );
-    let cut = crate::onnx::load(&backbone.path)?;
-    let model_path = out.join("model.onnx");
-    let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, false, &meta)?;
-    crate::onnx::save(&model_path, &onnx)?;
-    model.save(&out.join("head.safetensors"), meta.iter().cloned().collect::<HashMap<_, _>>())?;
-    let mut outputs = vec!["model.onnx".to_string(), "head.safetensors".to_string()];
-    let mut verification = verify_images(&model_path, &pre, images, native, false)?;
-    if cfg.export.with_preprocessing {
-        let u8_path = out.join("model-u8.onnx");
-        let pre_u8 =
-            ImagePreprocess { dtype: "u8".into(), layout: crate::config::manifest::Layout::Nhwc, ..pre.clone() };
-        let meta_u8: Vec<(String, String)> = meta
-            .iter()
-            .map(|(k, v)| if k == keys::PREPROCESS { (k.clone(), pre_u8.to_json()) } else { (k.clone(), v.clone()) })
-            .collect();
-        let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, true, &meta_u8)?;
-        crate::onnx::save(&u8_path, &onnx)?;
-        let v = verify_images(&u8_path, &pre_u8, images, native, true)?;
-        verification.engines.extend(v.engines.into_iter().map(|mut e| {
-            e.engine = format!("{} (u8 input)", e.engine);
-            e
-        }));
-        verification.passed &= v.passed;
-        outputs.push("model-u8.onnx".into());
-    }
-    Ok((verification, outputs))
-}
-
-/// Runs the exported image model at `model` on `paths` (preprocessed as `pre` says) on every
-/// verification engine and compares with `native`.
-fn verify_images(
-    model: &Path,
-    pre: &ImagePreprocess,
-    images: &[image::RgbImage],
-    native: &ndarray::Array2<f32>,
-    u8_input: bool,
-) -> Result<Verification> {
-    let input =
-        if u8_input { Value::U8(pre.tensor_u8(images).into_dyn()) } else { Value::F32(pre.tensor(images).into_dyn()) };
-    verify::against(native, model, &[(IMAGE_INPUT.to_string(), input)])
-}
-
-/// The evaluated examples predicted wrongly with the highest confidence (at most 10).
-pub fn mistakes(run: &HeadRun, data: &Dataset, labels: &Labels, id: impl Fn(usize) -> String) -> Vec<Mistake> {
-    let predicted = crate::train::metrics::argmax_rows(run.eval_proba.view());
-    let mut wrong: Vec<Mistake> = run
-        .eval_rows
-        .iter()
-        .enumerate()
-        .filter(|(k, &r)| predicted[*k] != data.y[r])
-        .map(|(k, &r)| Mistake {
-            id: id(r),
-            label: labels.0[data.y[r]].clone(),
-            predicted: labels.0[predicted[k]].clone(),
-            probability: run.eval_proba[[k, predicted[k]]],
-        })
-        .collect();
-    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-    wrong.truncate(10);
-    wrong
 }

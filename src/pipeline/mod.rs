@@ -2,6 +2,7 @@
 //! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `curves.png`,
 //! `confusion.png` and the native weights.
 
+mod common;
 mod finetune;
 mod head;
 mod image;
@@ -52,6 +53,9 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
     opts.session.checkpoint_dir = Some(dir.checkpoints());
     let built = match cfg.task {
         Task::Tabular => tabular::fit(cfg, &dir.partial, &mut opts.session),
+        Task::Image if cfg.backbone.as_ref().is_some_and(|b| b.fine_tunes()) => {
+            finetune::fit(cfg, &dir.partial, &mut opts.session)
+        }
         Task::Image => image::fit(cfg, &dir.partial, &mut opts.session),
         Task::TextLstm | Task::TextEncoder => text::fit(cfg, &dir.partial, &mut opts.session),
     };

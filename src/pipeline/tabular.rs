@@ -5,33 +5,15 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+use super::common::dense_stack;
 use super::head::{finish, train_head, Finish};
 use super::report::{DataSummary, Report};
 use crate::config::PipelineConfig;
 use crate::data::{read_csv, CsvOptions, Dataset, Labels};
 use crate::export::{self, keys};
-use crate::nn::{Init, LayerSpec, Standardize};
+use crate::nn::Standardize;
 use crate::train::{self, Session};
 use crate::{verify, Result};
-
-/// Dense layers of `cfg.model` from `inputs` features to `classes` logits, with dropout before each.
-pub fn dense_stack(cfg: &PipelineConfig, inputs: usize, classes: usize) -> Vec<LayerSpec> {
-    let mut specs = Vec::new();
-    let mut width = inputs;
-    for &units in &cfg.model.hidden {
-        if cfg.model.dropout > 0.0 {
-            specs.push(LayerSpec::Dropout { rate: cfg.model.dropout });
-        }
-        specs.push(LayerSpec::Dense { inputs: width, units, init: Init::He });
-        specs.push(LayerSpec::Relu);
-        width = units;
-    }
-    if cfg.model.dropout > 0.0 {
-        specs.push(LayerSpec::Dropout { rate: cfg.model.dropout });
-    }
-    specs.push(LayerSpec::Dense { inputs: width, units: classes, init: Init::Glorot });
-    specs
-}
 
 /// Runs the tabular pipeline into `out`.
 pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {

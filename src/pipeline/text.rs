@@ -13,10 +13,9 @@ use std::time::Instant;
 
 use ndarray::Array2;
 
+use super::common::{dense_stack, engine_options, mistakes};
 use super::head::{finish, train_head, train_head_with, training_rows, Finish, HeadRun};
-use super::image::{engine_options, mistakes};
 use super::report::{DataSummary, Report, TextSummary};
-use super::tabular::dense_stack;
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::{PipelineConfig, Task};

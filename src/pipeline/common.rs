@@ -1,0 +1,157 @@
+//! What the pipelines share beyond the head trainer (`head.rs`): the dense head's layers, engine
+//! options, the most-confidently-wrong list, and the image route's embedding, export and
+//! verification (used by the frozen and the fine-tuned image pipelines).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::head::HeadRun;
+use super::report::Mistake;
+use crate::backend::{EngineOptions, OrtOptions, Value};
+use crate::config::{BackboneConfig, PipelineConfig};
+use crate::data::{Dataset, ImageFolder, Labels};
+use crate::export::{self, keys, IMAGE_INPUT};
+use crate::features::{embed_images, Backbone, Embedded, FeatureCache};
+use crate::nn::{Init, LayerSpec};
+use crate::preprocess::ImagePreprocess;
+use crate::train::Session;
+use crate::verify::{self, Verification};
+use crate::{Error, Result};
+
+/// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
+pub const VERIFY_IMAGES: usize = 16;
+
+/// Engine options from a pipeline's backbone section.
+pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
+    Ok(EngineOptions { backend: b.backend.parse()?, ort: OrtOptions { device: b.device.parse()?, threads: b.threads } })
+}
+
+/// Dense layers of `cfg.model` from `inputs` features to `classes` logits, with dropout before each.
+pub fn dense_stack(cfg: &PipelineConfig, inputs: usize, classes: usize) -> Vec<LayerSpec> {
+    let mut specs = Vec::new();
+    let mut width = inputs;
+    for &units in &cfg.model.hidden {
+        if cfg.model.dropout > 0.0 {
+            specs.push(LayerSpec::Dropout { rate: cfg.model.dropout });
+        }
+        specs.push(LayerSpec::Dense { inputs: width, units, init: Init::He });
+        specs.push(LayerSpec::Relu);
+        width = units;
+    }
+    if cfg.model.dropout > 0.0 {
+        specs.push(LayerSpec::Dropout { rate: cfg.model.dropout });
+    }
+    specs.push(LayerSpec::Dense { inputs: width, units: classes, init: Init::Glorot });
+    specs
+}
+
+/// Scans the image folder `cfg.data.path` and embeds every image with `backbone` through `cache`
+/// (skipped files and cache warnings go to the log); a class left with no readable image is an
+/// error. Returns the folder, its image paths (index = item) and the embedding.
+pub fn embed_folder(
+    cfg: &PipelineConfig,
+    bcfg: &BackboneConfig,
+    backbone: &Backbone,
+    cache: &mut FeatureCache,
+    session: &Session,
+) -> Result<(ImageFolder, Vec<PathBuf>, Embedded)> {
+    let folder = ImageFolder::scan(&cfg.data.path)?;
+    let paths: Vec<PathBuf> = folder.items.iter().map(|(p, _)| p.clone()).collect();
+    let emb = embed_images(backbone, &engine_options(bcfg)?, &paths, cache, bcfg.batch_size, session.progress)?;
+    for s in &emb.skipped {
+        log::warn!("skipped {}: {}", s.path, s.reason);
+    }
+    for w in &emb.warnings {
+        log::warn!("{w}");
+    }
+    folder.check_kept(&emb.rows, &emb.skipped)?;
+    Ok((folder, paths, emb))
+}
+
+/// Decodes and resizes `paths` as `pre` says (a file that fails is an error naming it).
+pub(super) fn load_images(pre: &ImagePreprocess, paths: &[std::path::PathBuf]) -> Result<Vec<image::RgbImage>> {
+    paths.iter().map(|p| pre.load(p).map_err(|s| Error::Invalid(format!("{}: {}", s.path, s.reason)))).collect()
+}
+
+/// Exports `model` (a head, or a fine-tuned tail and head) after `backbone`'s cut graph into `out`
+/// as `model.onnx` (and `model-u8.onnx` with `export.with_preprocessing`), saves its weights as
+/// `head.safetensors`, and verifies the exports on `images` against `native`, the model's own
+/// probabilities for them. Returns the verification and the files written.
+pub(super) fn export_verified(
+    cfg: &PipelineConfig,
+    out: &Path,
+    backbone: &Backbone,
+    labels: &Labels,
+    model: &mut crate::nn::Sequential,
+    images: &[image::RgbImage],
+    native: &ndarray::Array2<f32>,
+) -> Result<(Verification, Vec<String>)> {
+    let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
+    let classes = labels.len();
+    let info = backbone.info();
+    let meta = export::metadata(
+        "image",
+        labels,
+        &[(keys::PREPROCESS, pre.to_json()), (keys::BACKBONE, serde_json::to_string(&info).expect("serialises"))],
+    );
+    let cut = crate::onnx::load(&backbone.path)?;
+    let model_path = out.join("model.onnx");
+    let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, false, &meta)?;
+    crate::onnx::save(&model_path, &onnx)?;
+    model.save(&out.join("head.safetensors"), meta.iter().cloned().collect::<HashMap<_, _>>())?;
+    let mut outputs = vec!["model.onnx".to_string(), "head.safetensors".to_string()];
+    let mut verification = verify_images(&model_path, &pre, images, native, false)?;
+    if cfg.export.with_preprocessing {
+        let u8_path = out.join("model-u8.onnx");
+        let pre_u8 =
+            ImagePreprocess { dtype: "u8".into(), layout: crate::config::manifest::Layout::Nhwc, ..pre.clone() };
+        let meta_u8: Vec<(String, String)> = meta
+            .iter()
+            .map(|(k, v)| if k == keys::PREPROCESS { (k.clone(), pre_u8.to_json()) } else { (k.clone(), v.clone()) })
+            .collect();
+        let onnx = export::image_model(&cut, &backbone.input, model, classes, &pre, true, &meta_u8)?;
+        crate::onnx::save(&u8_path, &onnx)?;
+        let v = verify_images(&u8_path, &pre_u8, images, native, true)?;
+        verification.engines.extend(v.engines.into_iter().map(|mut e| {
+            e.engine = format!("{} (u8 input)", e.engine);
+            e
+        }));
+        verification.passed &= v.passed;
+        outputs.push("model-u8.onnx".into());
+    }
+    Ok((verification, outputs))
+}
+
+/// Runs the exported image model at `model` on `paths` (preprocessed as `pre` says) on every
+/// verification engine and compares with `native`.
+fn verify_images(
+    model: &Path,
+    pre: &ImagePreprocess,
+    images: &[image::RgbImage],
+    native: &ndarray::Array2<f32>,
+    u8_input: bool,
+) -> Result<Verification> {
+    let input =
+        if u8_input { Value::U8(pre.tensor_u8(images).into_dyn()) } else { Value::F32(pre.tensor(images).into_dyn()) };
+    verify::against(native, model, &[(IMAGE_INPUT.to_string(), input)])
+}
+
+/// The evaluated examples predicted wrongly with the highest confidence (at most 10).
+pub fn mistakes(run: &HeadRun, data: &Dataset, labels: &Labels, id: impl Fn(usize) -> String) -> Vec<Mistake> {
+    let predicted = crate::train::metrics::argmax_rows(run.eval_proba.view());
+    let mut wrong: Vec<Mistake> = run
+        .eval_rows
+        .iter()
+        .enumerate()
+        .filter(|(k, &r)| predicted[*k] != data.y[r])
+        .map(|(k, &r)| Mistake {
+            id: id(r),
+            label: labels.0[data.y[r]].clone(),
+            predicted: labels.0[predicted[k]].clone(),
+            probability: run.eval_proba[[k, predicted[k]]],
+        })
+        .collect();
+    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    wrong.truncate(10);
+    wrong
+}
