@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::head::HeadRun;
-use super::report::Mistake;
+use super::report::{ImageSummary, Mistake};
 use crate::backend::{EngineOptions, OrtOptions, Value};
 use crate::config::{BackboneConfig, PipelineConfig};
 use crate::data::{Dataset, ImageFolder, Labels};
@@ -66,6 +66,40 @@ pub fn embed_folder(
     }
     folder.check_kept(&emb.rows, &emb.skipped)?;
     Ok((folder, paths, emb))
+}
+
+/// The evaluated images that verification runs (at most [`VERIFY_IMAGES`]), decoded as `pre` says;
+/// `paths[emb.rows[r]]` is the file of data row `r`.
+pub fn verification_images(
+    run: &HeadRun,
+    paths: &[PathBuf],
+    emb: &Embedded,
+    pre: &ImagePreprocess,
+) -> Result<Vec<image::RgbImage>> {
+    let check: Vec<PathBuf> = run.eval_rows.iter().take(VERIFY_IMAGES).map(|&r| paths[emb.rows[r]].clone()).collect();
+    load_images(pre, &check)
+}
+
+/// What an image run reports about its images: counts, skips, and its most confident mistakes.
+pub fn image_summary(
+    run: &HeadRun,
+    data: &Dataset,
+    labels: &Labels,
+    paths: &[PathBuf],
+    emb: &Embedded,
+    backbone: &Backbone,
+    pre: ImagePreprocess,
+) -> ImageSummary {
+    ImageSummary {
+        backbone: backbone.info(),
+        preprocess: pre,
+        found: paths.len(),
+        embedded: emb.rows.len(),
+        embedded_now: emb.computed,
+        embed_seconds: emb.seconds,
+        skipped: emb.skipped.clone(),
+        most_confidently_wrong: mistakes(run, data, labels, |r| paths[emb.rows[r]].display().to_string()),
+    }
 }
 
 /// Decodes and resizes `paths` as `pre` says (a file that fails is an error naming it).

@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD, Axis};
 
-use super::common::{dense_stack, embed_folder, export_verified, load_images, mistakes, VERIFY_IMAGES};
+use super::common::{dense_stack, embed_folder, export_verified, image_summary, load_images, verification_images};
 use super::head::{finish, train_head, Finish, HeadRun};
-use super::report::{DataSummary, FineTuneSummary, ImageSummary, Phase, Report};
+use super::report::{DataSummary, FineTuneSummary, Phase, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
@@ -208,9 +208,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     };
 
     // Verify: the native tail + head on the front's ORT (CPU) tensors of validation images.
-    let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_IMAGES).collect();
-    let check_paths: Vec<_> = check.iter().map(|&r| paths[emb.rows[r]].clone()).collect();
-    let images = load_images(&pre, &check_paths)?;
+    let images = verification_images(&run, &paths, &emb, &pre)?;
     let input = vec![(front.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))];
     let at_start = verify::cpu_features(&front.path, input, &start)?;
     let native = train::predict(&mut run.model, &at_start, 64);
@@ -224,16 +222,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         tail_parameters: tail.tail().param_count(),
         phases,
     };
-    let images = ImageSummary {
-        backbone: backbone.info(),
-        preprocess: pre,
-        found: paths.len(),
-        embedded: emb.rows.len(),
-        embedded_now: emb.computed,
-        embed_seconds: emb.seconds,
-        skipped: emb.skipped.clone(),
-        most_confidently_wrong: mistakes(&run, &data, &labels, |r| paths[emb.rows[r]].display().to_string()),
-    };
+    let images = image_summary(&run, &data, &labels, &paths, &emb, &backbone, pre);
     let described = format!("{start} {:?} -> fine-tuned tail -> {} ({width}-d)", &shape[1..], backbone.output);
     let mut report = finish(
         &run,

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::common::{dense_stack, embed_folder, export_verified, load_images, mistakes, VERIFY_IMAGES};
+use super::common::{dense_stack, embed_folder, export_verified, image_summary, verification_images};
 use super::head::{finish, train_head, Finish};
-use super::report::{DataSummary, ImageSummary, Report};
+use super::report::{DataSummary, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::PipelineConfig;
@@ -34,9 +34,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
 
     // Verify on validation images: tract and ORT run the exported graph; the reference is the native
     // head on the backbone's ORT (CPU) features of the same images.
-    let check: Vec<usize> = run.eval_rows.iter().copied().take(VERIFY_IMAGES).collect();
-    let check_paths: Vec<_> = check.iter().map(|&r| paths[emb.rows[r]].clone()).collect();
-    let images = load_images(&pre, &check_paths)?;
+    let images = verification_images(&run, &paths, &emb, &pre)?;
     let features = verify::cpu_features(
         &backbone.path,
         vec![(backbone.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))],
@@ -45,19 +43,9 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let features = crate::features::flatten_rows(features, &backbone.output)?;
     let native = train::predict(&mut run.model, &features.into_dyn(), 1024);
     let (verification, outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
-    let info = backbone.info();
 
     let metrics = run.metrics(&data, &labels);
-    let images = ImageSummary {
-        backbone: info,
-        preprocess: pre,
-        found: paths.len(),
-        embedded: emb.rows.len(),
-        embedded_now: emb.computed,
-        embed_seconds: emb.seconds,
-        skipped: emb.skipped.clone(),
-        most_confidently_wrong: mistakes(&run, &data, &labels, |r| paths[emb.rows[r]].display().to_string()),
-    };
+    let images = image_summary(&run, &data, &labels, &paths, &emb, &backbone, pre);
     finish(
         &run,
         Finish {
