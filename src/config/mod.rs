@@ -447,8 +447,8 @@ impl PipelineConfig {
         if !b.fine_tunes() {
             return Ok(());
         }
-        if self.task != Task::Image {
-            return bad("backbone.unfreeze", "fine-tuning is available for image pipelines only, for now");
+        if !matches!(self.task, Task::Image | Task::TextEncoder) {
+            return bad("backbone.unfreeze", "fine-tuning is available for image and text_encoder pipelines only");
         }
         if self.validation.method == ValidationMethod::Kfold {
             return bad("validation.method", "fine-tuning needs `holdout` or `none` validation, not `kfold`");

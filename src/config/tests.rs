@@ -157,7 +157,8 @@ fn fine_tuning_settings_are_checked() {
         (IMAGE.to_string(), "train.fine_tune.tail_lr=0", "train.fine_tune.tail_lr"),
         (IMAGE.to_string(), "train.fine_tune.epochs=0", "train.fine_tune.epochs"),
         (IMAGE.to_string(), "validation.method=kfold", "not `kfold`"),
-        (text_encoder, "", "image pipelines only"),
+        (text_encoder.replace("text_encoder", "text_lstm"), "", "image and text_encoder pipelines only"),
+        (text_encoder, "", ""),
     ] {
         let mut sets = vec!["backbone.unfreeze=1".to_string()];
         sets.extend((!set.is_empty()).then(|| set.to_string()));

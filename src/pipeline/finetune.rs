@@ -51,7 +51,7 @@ pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, wh
 }
 
 /// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`.
-fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
+pub(super) fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
     let file = cache_root.join("backbones").join(format!(
         "{}-{}.onnx",
         &backbone.sha256[..16],
@@ -80,7 +80,7 @@ fn tail_outputs(tail: &mut TailLayer, x: &ArrayD<f32>, batch: usize) -> Result<A
 }
 
 /// Phase 2's training settings: AdamW over tail (`layers.0.`, `tail_lr`) and head (`head_lr`).
-fn phase_two(cfg: &TrainConfig) -> TrainConfig {
+pub(super) fn phase_two(cfg: &TrainConfig) -> TrainConfig {
     let f = &cfg.fine_tune;
     TrainConfig {
         epochs: f.epochs,
@@ -99,7 +99,7 @@ fn phase_two(cfg: &TrainConfig) -> TrainConfig {
 }
 
 /// `history` numbered on from epoch `offset`, so that phase 2 is drawn after phase 1.
-fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
+pub(super) fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
     history.iter().map(|r| EpochRecord { epoch: r.epoch + offset, ..r.clone() }).collect()
 }
 

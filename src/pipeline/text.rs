@@ -7,6 +7,9 @@
 //!
 //! Both write `tokenizer.json` beside `model.onnx` and its sha256 into the model's metadata.
 
+#[path = "finetune_text.rs"]
+mod finetune_text;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
@@ -15,7 +18,7 @@ use ndarray::Array2;
 
 use super::common::{dense_stack, engine_options, mistakes};
 use super::head::{finish, train_head, train_head_with, training_rows, Finish, HeadRun};
-use super::report::{DataSummary, Report, TextSummary};
+use super::report::{DataSummary, FineTuneSummary, Report, TextSummary};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::{PipelineConfig, Task};
@@ -58,8 +61,11 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let tokenizer_path = out.join("tokenizer.json");
     let input =
         RouteInput { cfg, table: &table, labels: &labels, y: &y, texts: &texts, tokenizer_path: &tokenizer_path };
-    let Routed { mut run, data, onnx, meta, verify_inputs, native, summary, text_of } = match cfg.task {
+    let Routed { mut run, data, onnx, meta, verify_inputs, native, summary, text_of, fine_tune } = match cfg.task {
         Task::TextLstm => lstm_route(&input, session)?,
+        Task::TextEncoder if cfg.backbone.as_ref().is_some_and(|b| b.fine_tunes()) => {
+            finetune_text::route(&input, session)?
+        }
         Task::TextEncoder => encoder_route(&input, session)?,
         other => return Err(Error::Invalid(format!("{other:?} is not a text task"))),
     };
@@ -71,7 +77,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let metrics = run.metrics(&data, &labels);
     let mut summary = summary;
     summary.most_confidently_wrong = wrong_texts(&run, &data, &labels, &table, &text_of);
-    finish(
+    let mut report = finish(
         &run,
         Finish {
             cfg,
@@ -85,7 +91,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             images: None,
             text: Some(summary),
         },
-    )
+    )?;
+    if fine_tune.is_some() {
+        report.fine_tune = fine_tune;
+        crate::io::write_json(&out.join("report.json"), &report)?;
+    }
+    Ok(report)
 }
 
 /// What a route hands to the shared end of [`fit`]: the trained model and its data, the exported
@@ -100,6 +111,8 @@ struct Routed {
     summary: TextSummary,
     /// The text index of each dataset row.
     text_of: Vec<usize>,
+    /// The unfrozen tail and both phases, when the encoder was fine-tuned.
+    fine_tune: Option<FineTuneSummary>,
 }
 
 /// What both routes read.
@@ -160,7 +173,7 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         most_confidently_wrong: Vec::new(),
     };
     let text_of: Vec<usize> = (0..texts.len()).collect();
-    Ok(Routed { run, data, onnx, meta, verify_inputs: inputs, native, summary, text_of })
+    Ok(Routed { run, data, onnx, meta, verify_inputs: inputs, native, summary, text_of, fine_tune: None })
 }
 
 /// A frozen sentence encoder embeds every text once (cached); a Dense head trains on the embeddings.
@@ -215,7 +228,17 @@ fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
         skipped_rows: table.skipped.clone(),
         most_confidently_wrong: Vec::new(),
     };
-    Ok(Routed { run, data, onnx, meta, verify_inputs: inputs, native, summary, text_of: emb.rows.clone() })
+    Ok(Routed {
+        run,
+        data,
+        onnx,
+        meta,
+        verify_inputs: inputs,
+        native,
+        summary,
+        text_of: emb.rows.clone(),
+        fine_tune: None,
+    })
 }
 
 /// The most confidently wrong evaluated texts; `text_of[row]` is the text index of a dataset row.

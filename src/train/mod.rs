@@ -68,7 +68,53 @@ pub struct Session {
     /// When set (from any thread), the loop stops at the end of the current epoch, writes a
     /// checkpoint and returns [`Error::Interrupted`].
     pub stop: Arc<AtomicBool>,
+    /// Set when the inputs are padded sequences of states for a model that reads an additive
+    /// attention mask (a fine-tuned text encoder's tail); see [`SequenceMask`].
+    pub sequence_mask: Option<SequenceMask>,
     epochs_run: usize,
+}
+
+/// Inputs `[N, S, H]` are right-padded sequences of states (all-zero steps after each row's valid
+/// ones): for each batch the loop sets [`Ctx::lengths`] and the side input `name`
+/// `[B, 1, 1, S]`, 0 at valid steps and `pad` at padding (e.g. MiniLM's `unsqueeze_12`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SequenceMask {
+    pub name: String,
+    pub pad: f32,
+}
+
+impl SequenceMask {
+    /// Sets the batch's lengths and additive mask in `ctx`.
+    ///
+    /// # Shapes
+    /// `x` `[B, S, H]`
+    pub fn apply(&self, x: &ArrayD<f32>, ctx: &mut Ctx) {
+        let lengths = sequence_lengths(x);
+        let s = x.shape().get(1).copied().unwrap_or(0);
+        let mask = ArrayD::from_shape_fn(ndarray::IxDyn(&[lengths.len(), 1, 1, s]), |ix| {
+            if ix[3] < lengths[ix[0]] {
+                0.0
+            } else {
+                self.pad
+            }
+        });
+        ctx.side = vec![(self.name.clone(), crate::backend::Value::F32(mask))];
+        ctx.lengths = Some(lengths);
+    }
+}
+
+/// Valid length of each row of a right-padded batch: token ids `[B, S]` (non-zero ids) or states
+/// `[B, S, H]` (steps not all zero).
+pub fn sequence_lengths(x: &ArrayD<f32>) -> Vec<usize> {
+    if x.ndim() < 3 {
+        return crate::nn::lengths(x);
+    }
+    x.axis_iter(Axis(0))
+        .map(|row| {
+            let steps: Vec<bool> = row.axis_iter(Axis(0)).map(|t| t.iter().any(|&v| v != 0.0)).collect();
+            steps.iter().rposition(|&v| v).map_or(0, |p| p + 1)
+        })
+        .collect()
 }
 
 impl Session {
@@ -81,6 +127,7 @@ impl Session {
             checkpoint_every: std::time::Duration::from_secs(2),
             progress,
             stop: Arc::new(AtomicBool::new(false)),
+            sequence_mask: None,
             epochs_run: 0,
         }
     }
@@ -133,7 +180,7 @@ pub struct Job<'a> {
 /// least 1, times the largest class weight).
 pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Session) -> Result<FitOutcome> {
     let Job { train, val, cfg, class_weights: weights, run, bucket_by_length } = *job;
-    let lengths = bucket_by_length.then(|| crate::nn::lengths(&train.x));
+    let lengths = bucket_by_length.then(|| sequence_lengths(&train.x));
     let mut optimizer = cfg.optimizer.build()?;
     optimizer.set_param_names(&model.params().into_iter().map(|(n, _)| n).collect::<Vec<_>>());
     let ck_path = session.checkpoint_dir.as_ref().map(|d| checkpoint::path(d, run));
@@ -199,7 +246,11 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         for (b, idx) in batches.iter().enumerate() {
             let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
-            let logits = model.forward(x, &mut Ctx::new(true, &mut rng));
+            let mut ctx = Ctx::new(true, &mut rng);
+            if let Some(m) = &session.sequence_mask {
+                m.apply(&x, &mut ctx);
+            }
+            let logits = model.forward(x, &mut ctx);
             let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
             classes = logits.ncols();
             let (l, grad) = loss::softmax_cross_entropy(logits.view(), &y, weights);
@@ -220,7 +271,11 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             seconds: 0.0,
         };
         if let Some(val) = val {
-            let p = predict_with(model, &val.x, cfg.batch_size.max(256), bucket_by_length);
+            let batch = cfg.batch_size.max(256);
+            let p = match &session.sequence_mask {
+                Some(m) => predict_masked(model, &val.x, batch, m),
+                None => predict_with(model, &val.x, batch, bucket_by_length),
+            };
             record.val_loss = Some(metrics::log_loss(p.view(), &val.y));
             record.val_accuracy = Some(metrics::accuracy(p.view(), &val.y));
         }
@@ -367,11 +422,38 @@ fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
     if !trim {
         return x;
     }
-    let longest = crate::nn::lengths(&x).into_iter().max().unwrap_or(0).max(1);
+    let longest = sequence_lengths(&x).into_iter().max().unwrap_or(0).max(1);
     if longest == x.shape()[1] {
         return x;
     }
     x.slice_axis(Axis(1), (..longest).into()).to_owned()
+}
+
+/// [`predict`] for right-padded sequences of states with an additive attention mask (see
+/// [`SequenceMask`]), each batch cut to its longest row.
+///
+/// # Shapes
+/// `x` `[N, S, H]` -> `[N, C]`
+pub fn predict_masked(
+    model: &mut Sequential,
+    x: &ArrayD<f32>,
+    batch: usize,
+    mask: &SequenceMask,
+) -> ndarray::Array2<f32> {
+    let n = x.shape()[0];
+    let mut rng = Rng::new(0);
+    let parts: Vec<_> = (0..n)
+        .step_by(batch.max(1))
+        .map(|s| {
+            let x = trim_padding(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned(), true);
+            let mut ctx = Ctx::new(false, &mut rng);
+            mask.apply(&x, &mut ctx);
+            let logits = model.forward(x, &mut ctx).into_dimensionality::<Ix2>().expect("logits are [N, C]");
+            loss::softmax(logits.view())
+        })
+        .collect();
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    ndarray::concatenate(Axis(0), &views).expect("same number of classes")
 }
 
 /// [`predict`] for right-padded id inputs, optionally cutting each batch's padding.

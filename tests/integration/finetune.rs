@@ -92,3 +92,32 @@ fn image_fine_tune_resumes_in_phase_two() {
     assert_eq!(losses(&again), losses(&full));
     assert_eq!(again["validation"]["metrics"], full["validation"]["metrics"]);
 }
+
+/// `pipelines/who-said-it-bert-finetune.toml` on 100 sentences, one epoch per phase: MiniLM's last
+/// two layers are unfrozen from `layernormalization_152`, both phases are in the report, and the
+/// export (the encoder with the trained weights, pooling, head) passes verification on tract and
+/// ORT.
+#[test]
+fn text_fine_tune_route_exports_a_verified_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(shared("data/spooky-authors/train.csv")).unwrap();
+    let csv = dir.path().join("spooky.csv");
+    std::fs::write(&csv, text.lines().take(101).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let (run, cache) = (dir.path().join("run"), dir.path().join("cache"));
+    let args = ["--set", "backbone.device=cpu", "--set", "train.epochs=1", "--set", "train.fine_tune.epochs=1"];
+    let r = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &run, &csv, &cache, &args);
+    let ft = &r["fine_tune"];
+    assert_eq!(ft["unfrozen_from"], "layernormalization_152", "{ft}");
+    let phases: Vec<(&str, usize)> = ft["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["history"].as_array().unwrap().len()))
+        .collect();
+    assert_eq!(phases, [("head", 1), ("fine-tune", 1)]);
+    assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
+    assert!(run.join("model.onnx").is_file() && run.join("tokenizer.json").is_file());
+    let g = graft::onnx::load(&run.join("model.onnx")).unwrap().graph.unwrap();
+    let inputs: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids"]);
+}

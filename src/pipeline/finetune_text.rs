@@ -1,0 +1,239 @@
+//! Fine-tuning a text encoder's last layers (MiniLM): the frozen front runs on every text once and
+//! keeps the states of its valid tokens at the unfreeze point (`[len, H]` per text, zero-padded
+//! into a batch); phase 1 trains the head on the pooled output of the frozen tail, phase 2 trains
+//! the tail and the head together with AdamW and their own learning rates, batches bucketed by
+//! length, the trainer setting the additive attention mask and the lengths of each batch
+//! ([`SequenceMask`]). Exported as the original encoder with the tail's trained initializers, then
+//! the pooling and the head.
+
+use std::collections::HashMap;
+
+use ndarray::{Array2, Array3, ArrayD, Axis};
+
+use super::{RouteInput, Routed, VERIFY_TEXTS};
+use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions};
+use crate::config::manifest::Manifest;
+use crate::config::ValidationMethod;
+use crate::data::{stratified_split, Dataset};
+use crate::export::{self, keys, TextMeta};
+use crate::features::{cache, Backbone};
+use crate::graph::TailLayer;
+use crate::nn::{Layer, LayerSpec, Sequential};
+use crate::pipeline::common::{dense_stack, engine_options};
+use crate::pipeline::finetune::{after, front, phase_two, unfreeze_tensor};
+use crate::pipeline::head::{train_head, HeadRun};
+use crate::pipeline::report::{FineTuneSummary, Phase, TextSummary};
+use crate::preprocess::TextEncoder;
+use crate::rng::Rng;
+use crate::train::{self, plot, Job, SequenceMask, Session};
+use crate::{Error, Result};
+
+/// The front's states at `start` for the valid tokens of each text, zero-padded to the longest.
+///
+/// # Shapes
+/// -> `[texts.len(), longest, H]`
+fn front_states(
+    front: &Backbone,
+    opts: &EngineOptions,
+    encoder: &TextEncoder,
+    texts: &[&str],
+    start: &str,
+    batch: usize,
+) -> Result<Array3<f32>> {
+    let mut engine = crate::backend::open(&front.path, opts)?;
+    let mut rows: Vec<Array2<f32>> = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch.max(1)) {
+        let enc = encoder.encode(chunk)?;
+        let states = engine.run_output(enc.inputs(&front.inputs)?, start)?;
+        let states = states
+            .into_dimensionality::<ndarray::Ix3>()
+            .map_err(|e| Error::Tensor { name: start.into(), msg: format!("expected [N, S, H]: {e}") })?;
+        for (i, s) in states.axis_iter(Axis(0)).enumerate() {
+            let len = enc.mask.row(i).iter().filter(|&&m| m != 0).count();
+            rows.push(s.slice(ndarray::s![..len, ..]).to_owned());
+        }
+    }
+    let longest = rows.iter().map(|r| r.nrows()).max().unwrap_or(1).max(1);
+    let h = rows.first().map_or(0, |r| r.ncols());
+    let mut out = Array3::<f32>::zeros((rows.len(), longest, h));
+    for (i, r) in rows.iter().enumerate() {
+        out.slice_mut(ndarray::s![i, ..r.nrows(), ..]).assign(r);
+    }
+    Ok(out)
+}
+
+/// The additive mask side input of `tail`: its name and its value at padding, read from the
+/// backbone on a text of two tokens, the second masked.
+fn sequence_mask(
+    tail: &TailLayer,
+    source: &std::path::Path,
+    backbone: &Backbone,
+    encoder: &TextEncoder,
+) -> Result<SequenceMask> {
+    let names = tail.tail().side_inputs();
+    let [name] = names[..] else {
+        return Err(Error::onnx(
+            source.display().to_string(),
+            format!("the tail reads side inputs {names:?}; one additive attention mask [N, 1, 1, S] is supported"),
+        ));
+    };
+    let mut enc = encoder.encode(&["a b"])?;
+    let last = enc.mask.ncols() - 1;
+    enc.mask[[0, last]] = 0;
+    let proto = crate::onnx::load(source)?;
+    let cut = crate::onnx::cut::cut(&proto, name, source)?;
+    let dir = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let path = dir.path().join("mask.onnx");
+    crate::onnx::save(&path, &cut)?;
+    let kept: Vec<String> = cut.graph.iter().flat_map(|g| g.input.iter().map(|i| i.name.clone())).collect();
+    let feeds = enc.inputs(&backbone.inputs)?.into_iter().filter(|(n, _)| kept.contains(n)).collect();
+    let m = crate::verify::cpu_features(&path, feeds, name)?;
+    let ok = m.ndim() == 4 && m.shape()[..3] == [1, 1, 1] && m.iter().next() == Some(&0.0);
+    match (ok, m.iter().last()) {
+        (true, Some(&pad)) if pad != 0.0 => Ok(SequenceMask { name: name.to_string(), pad }),
+        _ => Err(Error::onnx(
+            source.display().to_string(),
+            format!("side input `{name}` is not an additive attention mask [N, 1, 1, S] (got {:?})", m.shape()),
+        )),
+    }
+}
+
+/// MiniLM with its last layers unfrozen: phase 1 the head on the frozen tail's pooled output,
+/// phase 2 tail + head.
+pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
+    let RouteInput { cfg, table, labels, y, texts, tokenizer_path } = *input;
+    let classes = labels.len();
+    let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+    let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
+    let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
+    let encoder = backbone.text_encoder()?;
+    let sha = encoder.save(tokenizer_path)?;
+    let source = crate::onnx::load(&backbone.source)?;
+    let what = backbone.source.display().to_string();
+    let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;
+    let absolute = std::fs::canonicalize(&backbone.source).map_err(|e| Error::io(&backbone.source, e))?;
+    let mut tail = TailLayer::open(&absolute, &start, Some(&backbone.output), Some(&backbone.sha256))?;
+    let mask = sequence_mask(&tail, &absolute, &backbone, &encoder)?;
+    let front = front(&backbone, &source, &start, &cache_root)?;
+    let opts = engine_options(bcfg)?;
+    let started = std::time::Instant::now();
+    let states = front_states(&front, &opts, &encoder, texts, &start, bcfg.batch_size)?;
+    let embed_seconds = started.elapsed().as_secs_f64();
+    let data = Dataset { x: states.into_dyn(), y: y.to_vec() };
+
+    // Phase 1: the head alone on the frozen tail's pooled output.
+    let pool = |tail: &mut TailLayer| -> Result<Array2<f32>> {
+        let specs = [tail.spec(), LayerSpec::MaskedMean];
+        let mut m = Sequential::new(&specs, &mut Rng::new(0));
+        let mut rng = Rng::new(0);
+        let mut parts = Vec::new();
+        for s in (0..data.len()).step_by(64) {
+            let x = data.x.slice_axis(Axis(0), (s..(s + 64).min(data.len())).into()).to_owned();
+            let lengths = train::sequence_lengths(&x);
+            let longest = lengths.iter().copied().max().unwrap_or(1).max(1);
+            let x = x.slice_axis(Axis(1), (..longest).into()).to_owned();
+            let mut ctx = crate::nn::Ctx::new(false, &mut rng);
+            mask.apply(&x, &mut ctx);
+            parts.push(m.forward(x, &mut ctx).into_dimensionality::<ndarray::Ix2>().expect("[N, H]"));
+        }
+        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Invalid(format!("pooled tail outputs: {e}")))
+    };
+    let pooled = pool(&mut tail)?;
+    let width = pooled.ncols();
+    let head_data = Dataset { x: pooled.into_dyn(), y: data.y.clone() };
+    let arch = |_: &Dataset| dense_stack(cfg, width, classes);
+    let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
+
+    // Phase 2: tail and head together, from phase 1's head, on the same split.
+    let mut specs = vec![tail.spec(), LayerSpec::MaskedMean];
+    specs.extend(phase1.model.specs().iter().cloned());
+    let mut rng = Rng::new(cfg.train.seed);
+    let mut model = Sequential::new(&specs, &mut rng.fork(2));
+    let mut init: HashMap<String, ArrayD<f32>> = model.state().into_iter().collect();
+    let mut head = phase1.model;
+    for (name, value) in head.state() {
+        let (layer, rest) = name.strip_prefix("layers.").and_then(|n| n.split_once('.')).expect("layers.N.name");
+        let layer: usize = layer.parse().expect("a layer index");
+        init.insert(format!("layers.{}.{rest}", layer + 2), value);
+    }
+    model.load_state(&init)?;
+    let holdout = cfg.validation.method == ValidationMethod::Holdout;
+    let all: Vec<usize> = (0..data.len()).collect();
+    let (tr, va) = match holdout {
+        true => stratified_split(&data.y, cfg.validation.fraction, &mut rng).map(|(t, v)| (t, Some(v)))?,
+        false => (all.clone(), None),
+    };
+    let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
+    let tcfg = phase_two(&cfg.train);
+    let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
+    let job = Job {
+        train: &train_set,
+        val: val.as_ref(),
+        cfg: &tcfg,
+        class_weights: weights.as_deref(),
+        run: "fine-tune",
+        bucket_by_length: true,
+    };
+    session.sequence_mask = Some(mask.clone());
+    let outcome = train::fit(&mut model, &job, rng.fork(3), session);
+    session.sequence_mask = None;
+    let outcome = outcome?;
+    let phase = |name: &str, o: &train::FitOutcome| Phase {
+        name: name.into(),
+        history: o.history.clone(),
+        best_epoch: o.best_epoch,
+        stopped_early: o.stopped_early,
+        seconds: o.seconds,
+    };
+    let fine_tune = FineTuneSummary {
+        unfrozen_from: start.clone(),
+        tail_end: backbone.output.clone(),
+        tail_nodes: tail.tail().nodes().len(),
+        tail_parameters: tail.tail().param_count(),
+        phases: vec![phase("head", &phase1.outcome), phase("fine-tune", &outcome)],
+    };
+    let eval_proba = train::predict_masked(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64, &mask);
+    let mut run = HeadRun {
+        train_seconds: phase1.train_seconds + outcome.seconds,
+        earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
+        curves: vec![
+            plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
+            plot::Curve::new("fine-tune (phase 2)", after(&outcome.history, phase1.outcome.history.len())),
+        ],
+        model,
+        outcome,
+        folds: Vec::new(),
+        evaluated_on: if holdout { "holdout" } else { "train" },
+        eval_rows: va.unwrap_or(all),
+        eval_proba,
+    };
+
+    let text_meta = TextMeta {
+        max_length: encoder.max_length,
+        inputs: backbone.inputs.clone(),
+        fixed_padding: false,
+        encoder_output: Some(backbone.output.clone()),
+        pooling: backbone.pooling(),
+    };
+    let mut meta = super::text_metadata(labels, &text_meta, &sha);
+    meta.push((keys::BACKBONE.into(), serde_json::to_string(&backbone.info()).expect("serialises")));
+    let onnx = export::finetuned_encoder_model(&source, &run.model, classes, &meta)?;
+    // The reference: the native tail + head on the front's ORT (CPU) states of validation texts.
+    let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS / 2).map(|&r| texts[r]).collect();
+    let cpu =
+        EngineOptions { backend: BackendKind::Ort, ort: OrtOptions { device: DeviceRequest::Cpu, threads: None } };
+    let states = front_states(&front, &cpu, &encoder, &check, &start, check.len())?;
+    let native = train::predict_masked(&mut run.model, &states.into_dyn(), check.len().max(1), &mask);
+    let verify_inputs = encoder.encode(&check)?.inputs(&backbone.inputs)?;
+    let summary = TextSummary {
+        vocab_size: encoder.vocab_size(),
+        encoder: Some(backbone.info()),
+        embedded_now: Some(texts.len()),
+        embed_seconds: Some(embed_seconds),
+        skipped_rows: table.skipped.clone(),
+        most_confidently_wrong: Vec::new(),
+    };
+    let text_of: Vec<usize> = (0..texts.len()).collect();
+    Ok(Routed { run, data, onnx, meta, verify_inputs, native, summary, text_of, fine_tune: Some(fine_tune) })
+}
