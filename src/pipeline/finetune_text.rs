@@ -16,7 +16,7 @@ use crate::config::manifest::Manifest;
 use crate::config::ValidationMethod;
 use crate::data::{stratified_split, Dataset};
 use crate::export::{self, keys, TextMeta};
-use crate::features::{cache, Backbone};
+use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
 use crate::pipeline::common::{dense_stack, engine_options};
@@ -26,9 +26,12 @@ use crate::pipeline::report::{FineTuneSummary, Phase, TextSummary};
 use crate::preprocess::TextEncoder;
 use crate::rng::Rng;
 use crate::train::{self, plot, Job, SequenceMask, Session};
-use crate::{Error, Result};
+use crate::{io, Error, Result};
 
-/// The front's states at `start` for the valid tokens of each text, zero-padded to the longest.
+/// The front's states at `start` for the valid tokens of each text, zero-padded to the longest,
+/// and how many texts were computed now: the others come from `cache`, which holds one row per
+/// valid token, keyed by the text's sha256 and the token's position (the cache's recipe names the
+/// model, the tokenizer and the tensor).
 ///
 /// # Shapes
 /// -> `[texts.len(), longest, H]`
@@ -39,27 +42,56 @@ fn front_states(
     texts: &[&str],
     start: &str,
     batch: usize,
-) -> Result<Array3<f32>> {
-    let mut engine = crate::backend::open(&front.path, opts)?;
-    let mut rows: Vec<Array2<f32>> = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(batch.max(1)) {
+    cache: &mut FeatureCache,
+) -> Result<(Array3<f32>, usize)> {
+    let batch = batch.max(1);
+    let mut lengths = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(batch) {
         let enc = encoder.encode(chunk)?;
-        let states = engine.run_output(enc.inputs(&front.inputs)?, start)?;
-        let states = states
-            .into_dimensionality::<ndarray::Ix3>()
-            .map_err(|e| Error::Tensor { name: start.into(), msg: format!("expected [N, S, H]: {e}") })?;
-        for (i, s) in states.axis_iter(Axis(0)).enumerate() {
-            let len = enc.mask.row(i).iter().filter(|&&m| m != 0).count();
-            rows.push(s.slice(ndarray::s![..len, ..]).to_owned());
+        lengths.extend(enc.mask.rows().into_iter().map(|r| r.iter().filter(|&&m| m != 0).count()));
+    }
+    let shas: Vec<String> = texts.iter().map(|t| io::sha256_hex(t.as_bytes())).collect();
+    let key = |i: usize, t: usize| format!("{}/{t}", shas[i]);
+    let missing: Vec<usize> =
+        (0..texts.len()).filter(|&i| (0..lengths[i]).any(|t| cache.get(&key(i, t)).is_none())).collect();
+    if !missing.is_empty() {
+        let mut engine = crate::backend::open(&front.path, opts)?;
+        for chunk in missing.chunks(batch) {
+            let some: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let enc = encoder.encode(&some)?;
+            let states = engine.run_output(enc.inputs(&front.inputs)?, start)?;
+            let states = states
+                .into_dimensionality::<ndarray::Ix3>()
+                .map_err(|e| Error::Tensor { name: start.into(), msg: format!("expected [N, S, H]: {e}") })?;
+            let mut keys = Vec::new();
+            let mut rows = Vec::new();
+            for (j, &i) in chunk.iter().enumerate() {
+                for t in 0..lengths[i] {
+                    keys.push(key(i, t));
+                    rows.push(states.slice(ndarray::s![j, t, ..]));
+                }
+            }
+            let rows = ndarray::stack(Axis(0), &rows).map_err(|e| Error::Invalid(format!("front states: {e}")))?;
+            cache.append(&keys, &rows)?;
+        }
+        cache.compact()?;
+    }
+    let longest = lengths.iter().copied().max().unwrap_or(1).max(1);
+    let h = (0..texts.len()).find_map(|i| cache.get(&key(i, 0))).map_or(0, <[f32]>::len);
+    let mut out = Array3::<f32>::zeros((texts.len(), longest, h));
+    for (i, &len) in lengths.iter().enumerate() {
+        for t in 0..len {
+            let row = cache.get(&key(i, t)).expect("computed above");
+            out.slice_mut(ndarray::s![i, t, ..]).assign(&ndarray::ArrayView1::from(row));
         }
     }
-    let longest = rows.iter().map(|r| r.nrows()).max().unwrap_or(1).max(1);
-    let h = rows.first().map_or(0, |r| r.ncols());
-    let mut out = Array3::<f32>::zeros((rows.len(), longest, h));
-    for (i, r) in rows.iter().enumerate() {
-        out.slice_mut(ndarray::s![i, ..r.nrows(), ..]).assign(r);
-    }
-    Ok(out)
+    Ok((out, missing.len()))
+}
+
+/// The cache recipe of the front's per-token states at `start`: the tokenizer and the tensor.
+fn token_recipe(front: &Backbone, encoder: &TextEncoder, start: &str) -> Result<String> {
+    let text: serde_json::Value = serde_json::from_str(&front.recipe(Some(encoder))?).expect("a JSON recipe");
+    Ok(serde_json::json!({ "text": text, "token_states_at": start }).to_string())
 }
 
 /// The additive mask side input of `tail`: its name and its value at padding, read from the
@@ -117,7 +149,11 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let front = front(&backbone, &source, &start, &cache_root)?;
     let opts = engine_options(bcfg)?;
     let started = std::time::Instant::now();
-    let states = front_states(&front, &opts, &encoder, texts, &start, bcfg.batch_size)?;
+    let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &token_recipe(&front, &encoder, &start)?)?;
+    let (states, computed) = front_states(&front, &opts, &encoder, texts, &start, bcfg.batch_size, &mut fcache)?;
+    for w in fcache.take_warnings() {
+        log::warn!("{w}");
+    }
     let embed_seconds = started.elapsed().as_secs_f64();
     let data = Dataset { x: states.into_dyn(), y: y.to_vec() };
 
@@ -223,13 +259,14 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS / 2).map(|&r| texts[r]).collect();
     let cpu =
         EngineOptions { backend: BackendKind::Ort, ort: OrtOptions { device: DeviceRequest::Cpu, threads: None } };
-    let states = front_states(&front, &cpu, &encoder, &check, &start, check.len())?;
+    let no_cache = &mut FeatureCache::disabled();
+    let (states, _) = front_states(&front, &cpu, &encoder, &check, &start, check.len(), no_cache)?;
     let native = train::predict_masked(&mut run.model, &states.into_dyn(), check.len().max(1), &mask);
     let verify_inputs = encoder.encode(&check)?.inputs(&backbone.inputs)?;
     let summary = TextSummary {
         vocab_size: encoder.vocab_size(),
         encoder: Some(backbone.info()),
-        embedded_now: Some(texts.len()),
+        embedded_now: Some(computed),
         embed_seconds: Some(embed_seconds),
         skipped_rows: table.skipped.clone(),
         most_confidently_wrong: Vec::new(),

@@ -190,3 +190,26 @@ fn divergence_thresholds() {
     assert!(diverged(60.0, 0.05, 2, 1.0).is_some(), "1000 x the first epoch's loss");
     assert!(diverged(2.0, 0.05, 2, 1.0).is_none());
 }
+
+#[test]
+fn a_sequence_mask_gives_each_batch_its_lengths_and_additive_mask() {
+    // Row 0 has 3 valid steps (its middle one happens to be zero in one feature only), row 1 has 1.
+    let mut x = ArrayD::<f32>::zeros(ndarray::IxDyn(&[2, 4, 2]));
+    x[[0, 0, 0]] = 1.0;
+    x[[0, 1, 1]] = 2.0;
+    x[[0, 2, 0]] = 3.0;
+    x[[1, 0, 1]] = 4.0;
+    assert_eq!(sequence_lengths(&x), vec![3, 1]);
+    let trimmed = trim_padding(x.clone(), true);
+    assert_eq!(trimmed.shape(), &[2, 3, 2], "states are cut to the longest row");
+    let m = SequenceMask { name: "mask".into(), pad: -1e4 };
+    let mut rng = Rng::new(0);
+    let mut ctx = Ctx::new(false, &mut rng);
+    m.apply(&trimmed, &mut ctx);
+    assert_eq!(ctx.lengths, Some(vec![3, 1]));
+    let (name, value) = &ctx.side[0];
+    let crate::backend::Value::F32(mask) = value else { panic!("an f32 mask") };
+    assert_eq!(name, "mask");
+    assert_eq!(mask.shape(), &[2, 1, 1, 3]);
+    assert_eq!(mask.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.0, 0.0, 0.0, -1e4, -1e4]);
+}

@@ -94,9 +94,9 @@ fn image_fine_tune_resumes_in_phase_two() {
 }
 
 /// `pipelines/who-said-it-bert-finetune.toml` on 100 sentences, one epoch per phase: MiniLM's last
-/// two layers are unfrozen from `layernormalization_152`, both phases are in the report, and the
+/// two layers are unfrozen from `layernormalization_152`, both phases are in the report, the
 /// export (the encoder with the trained weights, pooling, head) passes verification on tract and
-/// ORT.
+/// ORT, and a second run reads the front's states from the cache.
 #[test]
 fn text_fine_tune_route_exports_a_verified_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -120,4 +120,15 @@ fn text_fine_tune_route_exports_a_verified_model() {
     let g = graft::onnx::load(&run.join("model.onnx")).unwrap().graph.unwrap();
     let inputs: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids"]);
+    assert_eq!(r["text"]["embedded_now"], 100);
+    // The front's states of the valid tokens are cached: a second run computes none.
+    let r2 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run2"), &csv, &cache, &args);
+    assert_eq!(r2["text"]["embedded_now"], 0);
+    assert_eq!(r2["verification"]["passed"], true, "{}", r2["verification"]);
+    // Another unfreeze point is another tensor: nothing of it is cached yet.
+    let mut one = args.to_vec();
+    one.extend(["--set", "backbone.unfreeze=1"]);
+    let r3 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run3"), &csv, &cache, &one);
+    assert_eq!(r3["fine_tune"]["unfrozen_from"], "layernormalization_187", "{}", r3["fine_tune"]);
+    assert_eq!(r3["text"]["embedded_now"], 100);
 }
