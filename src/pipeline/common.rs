@@ -8,15 +8,19 @@ use std::path::{Path, PathBuf};
 use super::head::HeadRun;
 use super::report::{ImageSummary, Mistake};
 use crate::backend::{EngineOptions, OrtOptions, Value};
-use crate::config::{BackboneConfig, PipelineConfig};
+use crate::config::{BackboneConfig, PipelineConfig, TrainConfig};
 use crate::data::{Dataset, ImageFolder, Labels};
 use crate::export::{self, keys, IMAGE_INPUT};
 use crate::features::{embed_images, Backbone, Embedded, FeatureCache};
+use crate::nn::optim::LrGroup;
 use crate::nn::{Init, LayerSpec};
+use crate::nn::{OptimizerConfig, OptimizerKind};
+use crate::onnx::pb;
 use crate::preprocess::ImagePreprocess;
+use crate::train::EpochRecord;
 use crate::train::Session;
 use crate::verify::{self, Verification};
-use crate::{Error, Result};
+use crate::{io, Error, Result};
 
 /// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
 pub const VERIFY_IMAGES: usize = 16;
@@ -188,4 +192,64 @@ pub fn mistakes(run: &HeadRun, data: &Dataset, labels: &Labels, id: impl Fn(usiz
     wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
     wrong.truncate(10);
     wrong
+}
+
+/// The tensor where the tail starts: boundary `backbone.unfreeze` of `model` before `end` (the
+/// backbone's cut tensor), or `backbone.unfreeze_from`. `what` names the backbone in errors.
+///
+/// Errors (on `backbone.unfreeze` / `backbone.unfreeze_from`): the tensor does not exist, it is
+/// `end` itself or comes after it (no tail left), or what follows it cannot be trained.
+pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, what: &str) -> Result<String> {
+    let Some(t) = &b.unfreeze_from else {
+        return Ok(crate::graph::unfreeze_point(model, Some(end), b.unfreeze, what)?.tensor);
+    };
+    let bad = |m: String| Err(Error::config("backbone.unfreeze_from", m));
+    let nodes = model.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
+    let made = |x: &str| nodes.iter().position(|n| n.output.iter().any(|o| o == x));
+    match (made(t), made(end)) {
+        (None, _) => bad(format!("{what} has no tensor `{t}` (`graft inspect` lists the block boundaries)")),
+        (Some(i), Some(e)) if i >= e => {
+            bad(format!("`{t}` is at or after `{end}`, where {what} is cut: no tail is left to fine-tune"))
+        }
+        _ => crate::graph::Tail::new(model, t, Some(end))
+            .map(|_| t.clone())
+            .or_else(|e| bad(format!("what follows `{t}` in {what} cannot be trained: {e}"))),
+    }
+}
+
+/// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`.
+pub fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
+    let file = cache_root.join("backbones").join(format!(
+        "{}-{}.onnx",
+        &backbone.sha256[..16],
+        &io::sha256_hex(tensor.as_bytes())[..8]
+    ));
+    if !file.exists() {
+        crate::onnx::save(&file, &crate::onnx::cut::cut(model, tensor, &backbone.source)?)?;
+    }
+    Ok(Backbone { path: file, cut: Some(tensor.to_string()), output: tensor.to_string(), ..backbone.clone() })
+}
+
+/// Phase 2's training settings: AdamW over tail (`layers.0.`, `tail_lr`) and head (`head_lr`).
+pub fn phase_two(cfg: &TrainConfig) -> TrainConfig {
+    let f = &cfg.fine_tune;
+    TrainConfig {
+        epochs: f.epochs,
+        optimizer: OptimizerConfig {
+            kind: OptimizerKind::Adamw,
+            lr: f.head_lr,
+            weight_decay: Some(f.weight_decay),
+            clip_norm: f.clip_norm,
+            groups: vec![LrGroup { prefix: "layers.0.".into(), lr: f.tail_lr }],
+            ..Default::default()
+        },
+        early_stopping: f.early_stopping.clone(),
+        reduce_lr: crate::config::ReduceLrConfig { patience: 0, ..Default::default() },
+        ..cfg.clone()
+    }
+}
+
+/// `history` numbered on from epoch `offset`, so that phase 2 is drawn after phase 1.
+pub fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
+    history.iter().map(|r| EpochRecord { epoch: r.epoch + offset, ..r.clone() }).collect()
 }

@@ -11,57 +11,22 @@ use std::time::Instant;
 
 use ndarray::{Array2, ArrayD, Axis};
 
-use super::common::{dense_stack, embed_folder, export_verified, image_summary, load_images, verification_images};
+use super::common::{
+    after, dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, unfreeze_tensor,
+    verification_images,
+};
 use super::head::{finish, train_head, Finish, HeadRun};
 use super::report::{DataSummary, FineTuneSummary, Phase, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
-use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
+use crate::config::{PipelineConfig, ValidationMethod};
 use crate::data::{stratified_split, Dataset, Labels};
 use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
-use crate::nn::optim::LrGroup;
-use crate::nn::{Ctx, Layer, OptimizerConfig, OptimizerKind, Sequential};
-use crate::onnx::pb;
+use crate::nn::{Ctx, Layer, Sequential};
 use crate::rng::Rng;
-use crate::train::{self, plot, EpochRecord, Job, Session};
+use crate::train::{self, plot, Job, Session};
 use crate::{io, verify, Error, Result};
-
-/// The tensor where the tail starts: boundary `backbone.unfreeze` of `model` before `end` (the
-/// backbone's cut tensor), or `backbone.unfreeze_from`. `what` names the backbone in errors.
-///
-/// Errors (on `backbone.unfreeze` / `backbone.unfreeze_from`): the tensor does not exist, it is
-/// `end` itself or comes after it (no tail left), or what follows it cannot be trained.
-pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, what: &str) -> Result<String> {
-    let Some(t) = &b.unfreeze_from else {
-        return Ok(crate::graph::unfreeze_point(model, Some(end), b.unfreeze, what)?.tensor);
-    };
-    let bad = |m: String| Err(Error::config("backbone.unfreeze_from", m));
-    let nodes = model.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
-    let made = |x: &str| nodes.iter().position(|n| n.output.iter().any(|o| o == x));
-    match (made(t), made(end)) {
-        (None, _) => bad(format!("{what} has no tensor `{t}` (`graft inspect` lists the block boundaries)")),
-        (Some(i), Some(e)) if i >= e => {
-            bad(format!("`{t}` is at or after `{end}`, where {what} is cut: no tail is left to fine-tune"))
-        }
-        _ => crate::graph::Tail::new(model, t, Some(end))
-            .map(|_| t.clone())
-            .or_else(|e| bad(format!("what follows `{t}` in {what} cannot be trained: {e}"))),
-    }
-}
-
-/// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`.
-pub(super) fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
-    let file = cache_root.join("backbones").join(format!(
-        "{}-{}.onnx",
-        &backbone.sha256[..16],
-        &io::sha256_hex(tensor.as_bytes())[..8]
-    ));
-    if !file.exists() {
-        crate::onnx::save(&file, &crate::onnx::cut::cut(model, tensor, &backbone.source)?)?;
-    }
-    Ok(Backbone { path: file, cut: Some(tensor.to_string()), output: tensor.to_string(), ..backbone.clone() })
-}
 
 /// The tail's output on every row of `x`, in inference mode, `batch` rows at a time.
 ///
@@ -77,30 +42,6 @@ fn tail_outputs(tail: &mut TailLayer, x: &ArrayD<f32>, batch: usize) -> Result<A
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Invalid(format!("tail outputs: {e}")))
-}
-
-/// Phase 2's training settings: AdamW over tail (`layers.0.`, `tail_lr`) and head (`head_lr`).
-pub(super) fn phase_two(cfg: &TrainConfig) -> TrainConfig {
-    let f = &cfg.fine_tune;
-    TrainConfig {
-        epochs: f.epochs,
-        optimizer: OptimizerConfig {
-            kind: OptimizerKind::Adamw,
-            lr: f.head_lr,
-            weight_decay: Some(f.weight_decay),
-            clip_norm: f.clip_norm,
-            groups: vec![LrGroup { prefix: "layers.0.".into(), lr: f.tail_lr }],
-            ..Default::default()
-        },
-        early_stopping: f.early_stopping.clone(),
-        reduce_lr: crate::config::ReduceLrConfig { patience: 0, ..Default::default() },
-        ..cfg.clone()
-    }
-}
-
-/// `history` numbered on from epoch `offset`, so that phase 2 is drawn after phase 1.
-pub(super) fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
-    history.iter().map(|r| EpochRecord { epoch: r.epoch + offset, ..r.clone() }).collect()
 }
 
 /// Runs the fine-tuning image pipeline into `out`.
@@ -247,6 +188,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{BackboneConfig, TrainConfig};
+    use crate::nn::optim::LrGroup;
+    use crate::nn::OptimizerKind;
+    use crate::onnx::pb;
 
     fn effnet() -> pb::ModelProto {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/efficientnet-lite0/model.onnx");
