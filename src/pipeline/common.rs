@@ -8,15 +8,18 @@ use std::path::{Path, PathBuf};
 use super::head::HeadRun;
 use super::report::{ImageSummary, Mistake};
 use crate::backend::{EngineOptions, OrtOptions, Value};
-use crate::config::{BackboneConfig, PipelineConfig, TrainConfig};
+use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
+use crate::data::stratified_split;
 use crate::data::{Dataset, ImageFolder, Labels};
 use crate::export::{self, keys, IMAGE_INPUT};
 use crate::features::{embed_images, Backbone, Embedded, FeatureCache};
 use crate::nn::optim::LrGroup;
+use crate::nn::Sequential;
 use crate::nn::{Init, LayerSpec};
 use crate::nn::{OptimizerConfig, OptimizerKind};
 use crate::onnx::pb;
 use crate::preprocess::ImagePreprocess;
+use crate::rng::Rng;
 use crate::train::EpochRecord;
 use crate::train::Session;
 use crate::verify::{self, Verification};
@@ -252,4 +255,31 @@ pub fn phase_two(cfg: &TrainConfig) -> TrainConfig {
 /// `history` numbered on from epoch `offset`, so that phase 2 is drawn after phase 1.
 pub fn after(history: &[EpochRecord], offset: usize) -> Vec<EpochRecord> {
     history.iter().map(|r| EpochRecord { epoch: r.epoch + offset, ..r.clone() }).collect()
+}
+
+/// Phase 2's model: `front` (the tail, and any layer between it and the head) followed by phase
+/// 1's trained `head`, whose weights are carried over; `rng` seeds the rest.
+pub fn phase_two_model(front: Vec<LayerSpec>, head: &mut Sequential, rng: &mut Rng) -> Result<Sequential> {
+    let offset = front.len();
+    let mut specs = front;
+    specs.extend(head.specs());
+    let mut model = Sequential::new(&specs, &mut rng.fork(2));
+    let mut init: HashMap<String, ndarray::ArrayD<f32>> = model.state().into_iter().collect();
+    for (name, value) in head.state() {
+        let (layer, rest) = name.strip_prefix("layers.").and_then(|n| n.split_once('.')).expect("layers.N.name");
+        let layer: usize = layer.parse().expect("a layer index");
+        init.insert(format!("layers.{}.{rest}", layer + offset), value);
+    }
+    model.load_state(&init)?;
+    Ok(model)
+}
+
+/// Phase 2's rows: the stratified holdout split of `cfg.validation` drawn from `rng` (train rows,
+/// validation rows), or every row for training and none held out.
+pub fn phase_two_split(cfg: &PipelineConfig, y: &[usize], rng: &mut Rng) -> Result<(Vec<usize>, Option<Vec<usize>>)> {
+    if cfg.validation.method == ValidationMethod::Holdout {
+        stratified_split(y, cfg.validation.fraction, rng).map(|(t, v)| (t, Some(v)))
+    } else {
+        Ok(((0..y.len()).collect(), None))
+    }
 }

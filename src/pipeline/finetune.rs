@@ -5,25 +5,24 @@
 //! own learning rate, through the same trainer. The export is the original backbone graph with the
 //! tail's trained initializers, then the head.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::common::{
-    after, dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, unfreeze_tensor,
-    verification_images,
+    after, dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
+    phase_two_split, unfreeze_tensor, verification_images,
 };
 use super::head::{finish, train_head, Finish, HeadRun};
 use super::report::{DataSummary, FineTuneSummary, Phase, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
-use crate::config::{PipelineConfig, ValidationMethod};
-use crate::data::{stratified_split, Dataset, Labels};
+use crate::config::PipelineConfig;
+use crate::data::{Dataset, Labels};
 use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
-use crate::nn::{Ctx, Layer, Sequential};
+use crate::nn::{Ctx, Layer};
 use crate::rng::Rng;
 use crate::train::{self, plot, Job, Session};
 use crate::{io, verify, Error, Result};
@@ -86,24 +85,11 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
 
     // Phase 2: tail and head together, from phase 1's head, on the same split.
-    let mut specs = vec![tail.spec()];
-    specs.extend(phase1.model.specs().iter().cloned());
     let mut rng = Rng::new(cfg.train.seed);
-    let mut model = Sequential::new(&specs, &mut rng.fork(2));
-    let mut init: HashMap<String, ArrayD<f32>> = model.state().into_iter().collect();
     let mut head = phase1.model;
-    for (name, value) in head.state() {
-        let (layer, rest) = name.strip_prefix("layers.").and_then(|n| n.split_once('.')).expect("layers.N.name");
-        let layer: usize = layer.parse().expect("a layer index");
-        init.insert(format!("layers.{}.{rest}", layer + 1), value);
-    }
-    model.load_state(&init)?;
-    let holdout = cfg.validation.method == ValidationMethod::Holdout;
+    let mut model = phase_two_model(vec![tail.spec()], &mut head, &mut rng)?;
+    let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
     let all: Vec<usize> = (0..data.len()).collect();
-    let (tr, va) = match holdout {
-        true => stratified_split(&data.y, cfg.validation.fraction, &mut rng).map(|(t, v)| (t, Some(v)))?,
-        false => (all.clone(), None),
-    };
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
     let tcfg = phase_two(&cfg.train);
     let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
@@ -143,7 +129,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
         model,
         outcome,
         folds: Vec::new(),
-        evaluated_on: if holdout { "holdout" } else { "train" },
+        evaluated_on: if va.is_some() { "holdout" } else { "train" },
         eval_rows: va.unwrap_or(all),
         eval_proba,
     };

@@ -6,20 +6,17 @@
 //! ([`SequenceMask`]). Exported as the original encoder with the tail's trained initializers, then
 //! the pooling and the head.
 
-use std::collections::HashMap;
-
-use ndarray::{Array2, Array3, ArrayD, Axis};
+use ndarray::{Array2, Array3, Axis};
 
 use super::{RouteInput, Routed, VERIFY_TEXTS};
 use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions};
 use crate::config::manifest::Manifest;
-use crate::config::ValidationMethod;
-use crate::data::{stratified_split, Dataset};
+use crate::data::Dataset;
 use crate::export::{self, keys, TextMeta};
 use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
-use crate::pipeline::common::{after, front, phase_two, unfreeze_tensor};
+use crate::pipeline::common::{after, front, phase_two, phase_two_model, phase_two_split, unfreeze_tensor};
 use crate::pipeline::common::{dense_stack, engine_options};
 use crate::pipeline::head::{train_head, HeadRun};
 use crate::pipeline::report::{FineTuneSummary, Phase, TextSummary};
@@ -182,24 +179,11 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
 
     // Phase 2: tail and head together, from phase 1's head, on the same split.
-    let mut specs = vec![tail.spec(), LayerSpec::MaskedMean];
-    specs.extend(phase1.model.specs().iter().cloned());
     let mut rng = Rng::new(cfg.train.seed);
-    let mut model = Sequential::new(&specs, &mut rng.fork(2));
-    let mut init: HashMap<String, ArrayD<f32>> = model.state().into_iter().collect();
     let mut head = phase1.model;
-    for (name, value) in head.state() {
-        let (layer, rest) = name.strip_prefix("layers.").and_then(|n| n.split_once('.')).expect("layers.N.name");
-        let layer: usize = layer.parse().expect("a layer index");
-        init.insert(format!("layers.{}.{rest}", layer + 2), value);
-    }
-    model.load_state(&init)?;
-    let holdout = cfg.validation.method == ValidationMethod::Holdout;
+    let mut model = phase_two_model(vec![tail.spec(), LayerSpec::MaskedMean], &mut head, &mut rng)?;
+    let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
     let all: Vec<usize> = (0..data.len()).collect();
-    let (tr, va) = match holdout {
-        true => stratified_split(&data.y, cfg.validation.fraction, &mut rng).map(|(t, v)| (t, Some(v)))?,
-        false => (all.clone(), None),
-    };
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
     let tcfg = phase_two(&cfg.train);
     let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
@@ -240,7 +224,7 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
         model,
         outcome,
         folds: Vec::new(),
-        evaluated_on: if holdout { "holdout" } else { "train" },
+        evaluated_on: if va.is_some() { "holdout" } else { "train" },
         eval_rows: va.unwrap_or(all),
         eval_proba,
     };
