@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::head::HeadRun;
-use super::report::{ImageSummary, Mistake};
+use super::report::{ImageSummary, Mistake, Phase};
 use crate::backend::{EngineOptions, OrtOptions, Value};
 use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
 use crate::data::stratified_split;
@@ -20,8 +20,8 @@ use crate::nn::{OptimizerConfig, OptimizerKind};
 use crate::onnx::pb;
 use crate::preprocess::ImagePreprocess;
 use crate::rng::Rng;
-use crate::train::EpochRecord;
 use crate::train::Session;
+use crate::train::{plot, EpochRecord, FitOutcome};
 use crate::verify::{self, Verification};
 use crate::{io, Error, Result};
 
@@ -282,4 +282,40 @@ pub fn phase_two_split(cfg: &PipelineConfig, y: &[usize], rng: &mut Rng) -> Resu
     } else {
         Ok(((0..y.len()).collect(), None))
     }
+}
+
+/// Phases 1 and 2 as one run to report and export: phase 2's `model` and `outcome` after
+/// `phase1`, evaluated on the held-out rows `va` (or all `rows`) with probabilities `eval_proba`.
+/// Also returns both phases for the report.
+pub fn two_phase_run(
+    phase1: HeadRun,
+    model: Sequential,
+    outcome: FitOutcome,
+    va: Option<Vec<usize>>,
+    rows: usize,
+    eval_proba: ndarray::Array2<f32>,
+) -> (HeadRun, Vec<Phase>) {
+    let phase = |name: &str, o: &FitOutcome| Phase {
+        name: name.into(),
+        history: o.history.clone(),
+        best_epoch: o.best_epoch,
+        stopped_early: o.stopped_early,
+        seconds: o.seconds,
+    };
+    let phases = vec![phase("head", &phase1.outcome), phase("fine-tune", &outcome)];
+    let run = HeadRun {
+        train_seconds: phase1.train_seconds + outcome.seconds,
+        earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
+        curves: vec![
+            plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
+            plot::Curve::new("fine-tune (phase 2)", after(&outcome.history, phase1.outcome.history.len())),
+        ],
+        model,
+        outcome,
+        folds: Vec::new(),
+        evaluated_on: if va.is_some() { "holdout" } else { "train" },
+        eval_rows: va.unwrap_or_else(|| (0..rows).collect()),
+        eval_proba,
+    };
+    (run, phases)
 }

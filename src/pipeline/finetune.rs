@@ -11,11 +11,11 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::common::{
-    after, dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
-    phase_two_split, unfreeze_tensor, verification_images,
+    dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
+    phase_two_split, two_phase_run, unfreeze_tensor, verification_images,
 };
-use super::head::{finish, train_head, Finish, HeadRun};
-use super::report::{DataSummary, FineTuneSummary, Phase, Report};
+use super::head::{finish, train_head, Finish};
+use super::report::{DataSummary, FineTuneSummary, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
 use crate::config::PipelineConfig;
@@ -24,7 +24,7 @@ use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Ctx, Layer};
 use crate::rng::Rng;
-use crate::train::{self, plot, Job, Session};
+use crate::train::{self, Job, Session};
 use crate::{io, verify, Error, Result};
 
 /// The tail's output on every row of `x`, in inference mode, `batch` rows at a time.
@@ -82,14 +82,12 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let width = pooled.ncols();
     let head_data = Dataset { x: pooled.into_dyn(), y: data.y.clone() };
     let arch = |_: &Dataset| dense_stack(cfg, width, classes);
-    let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
+    let mut phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
 
     // Phase 2: tail and head together, from phase 1's head, on the same split.
     let mut rng = Rng::new(cfg.train.seed);
-    let mut head = phase1.model;
-    let mut model = phase_two_model(vec![tail.spec()], &mut head, &mut rng)?;
+    let mut model = phase_two_model(vec![tail.spec()], &mut phase1.model, &mut rng)?;
     let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
-    let all: Vec<usize> = (0..data.len()).collect();
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
     let tcfg = phase_two(&cfg.train);
     let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
@@ -103,36 +101,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     };
     let outcome = train::fit(&mut model, &job, rng.fork(3), session)?;
     let eval_proba = train::predict(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64);
-    let phases = vec![
-        Phase {
-            name: "head".into(),
-            history: phase1.outcome.history.clone(),
-            best_epoch: phase1.outcome.best_epoch,
-            stopped_early: phase1.outcome.stopped_early,
-            seconds: phase1.outcome.seconds,
-        },
-        Phase {
-            name: "fine-tune".into(),
-            history: outcome.history.clone(),
-            best_epoch: outcome.best_epoch,
-            stopped_early: outcome.stopped_early,
-            seconds: outcome.seconds,
-        },
-    ];
-    let mut run = HeadRun {
-        train_seconds: phase1.train_seconds + outcome.seconds,
-        earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
-        curves: vec![
-            plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
-            plot::Curve::new("fine-tune (phase 2)", after(&outcome.history, phase1.outcome.history.len())),
-        ],
-        model,
-        outcome,
-        folds: Vec::new(),
-        evaluated_on: if va.is_some() { "holdout" } else { "train" },
-        eval_rows: va.unwrap_or(all),
-        eval_proba,
-    };
+    let (mut run, phases) = two_phase_run(phase1, model, outcome, va, data.len(), eval_proba);
 
     // Verify: the native tail + head on the front's ORT (CPU) tensors of validation images.
     let images = verification_images(&run, &paths, &emb, &pre)?;

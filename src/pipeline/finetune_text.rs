@@ -16,13 +16,13 @@ use crate::export::{self, keys, TextMeta};
 use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
-use crate::pipeline::common::{after, front, phase_two, phase_two_model, phase_two_split, unfreeze_tensor};
 use crate::pipeline::common::{dense_stack, engine_options};
-use crate::pipeline::head::{train_head, HeadRun};
-use crate::pipeline::report::{FineTuneSummary, Phase, TextSummary};
+use crate::pipeline::common::{front, phase_two, phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor};
+use crate::pipeline::head::train_head;
+use crate::pipeline::report::{FineTuneSummary, TextSummary};
 use crate::preprocess::TextEncoder;
 use crate::rng::Rng;
-use crate::train::{self, plot, Job, SequenceMask, Session};
+use crate::train::{self, Job, SequenceMask, Session};
 use crate::{io, Error, Result};
 
 /// The front's states at `start` for the valid tokens of each text, zero-padded to the longest,
@@ -176,14 +176,12 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let width = pooled.ncols();
     let head_data = Dataset { x: pooled.into_dyn(), y: data.y.clone() };
     let arch = |_: &Dataset| dense_stack(cfg, width, classes);
-    let phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
+    let mut phase1 = train_head(cfg, &head_data, classes, &arch, session)?;
 
     // Phase 2: tail and head together, from phase 1's head, on the same split.
     let mut rng = Rng::new(cfg.train.seed);
-    let mut head = phase1.model;
-    let mut model = phase_two_model(vec![tail.spec(), LayerSpec::MaskedMean], &mut head, &mut rng)?;
+    let mut model = phase_two_model(vec![tail.spec(), LayerSpec::MaskedMean], &mut phase1.model, &mut rng)?;
     let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
-    let all: Vec<usize> = (0..data.len()).collect();
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
     let tcfg = phase_two(&cfg.train);
     let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
@@ -199,34 +197,14 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let outcome = train::fit(&mut model, &job, rng.fork(3), session);
     session.sequence_mask = None;
     let outcome = outcome?;
-    let phase = |name: &str, o: &train::FitOutcome| Phase {
-        name: name.into(),
-        history: o.history.clone(),
-        best_epoch: o.best_epoch,
-        stopped_early: o.stopped_early,
-        seconds: o.seconds,
-    };
+    let eval_proba = train::predict_masked(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64, &mask);
+    let (mut run, phases) = two_phase_run(phase1, model, outcome, va, data.len(), eval_proba);
     let fine_tune = FineTuneSummary {
         unfrozen_from: start.clone(),
         tail_end: backbone.output.clone(),
         tail_nodes: tail.tail().nodes().len(),
         tail_parameters: tail.tail().param_count(),
-        phases: vec![phase("head", &phase1.outcome), phase("fine-tune", &outcome)],
-    };
-    let eval_proba = train::predict_masked(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64, &mask);
-    let mut run = HeadRun {
-        train_seconds: phase1.train_seconds + outcome.seconds,
-        earlier_train_seconds: phase1.earlier_train_seconds + outcome.earlier_seconds,
-        curves: vec![
-            plot::Curve::new("head (phase 1)", phase1.outcome.history.clone()),
-            plot::Curve::new("fine-tune (phase 2)", after(&outcome.history, phase1.outcome.history.len())),
-        ],
-        model,
-        outcome,
-        folds: Vec::new(),
-        evaluated_on: if va.is_some() { "holdout" } else { "train" },
-        eval_rows: va.unwrap_or(all),
-        eval_proba,
+        phases,
     };
 
     let text_meta = TextMeta {
