@@ -33,12 +33,7 @@ fn image_fine_tune_route_exports_a_verified_model() {
     let r = fit_pipeline("pipelines/cats-vs-dogs-finetune.toml", &run, &data, &cache, &args);
     let ft = &r["fine_tune"];
     assert_eq!(ft["unfrozen_from"], "add_54", "{ft}");
-    let phases: Vec<(&str, usize)> = ft["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["name"].as_str().unwrap(), p["history"].as_array().unwrap().len()))
-        .collect();
+    let phases = phase_epochs(ft);
     assert_eq!(phases, [("head", 2), ("fine-tune", 1)]);
     assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
     assert_eq!(r["images"]["embedded"], 60);
@@ -108,12 +103,7 @@ fn text_fine_tune_route_exports_a_verified_model() {
     let r = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &run, &csv, &cache, &args);
     let ft = &r["fine_tune"];
     assert_eq!(ft["unfrozen_from"], "layernormalization_152", "{ft}");
-    let phases: Vec<(&str, usize)> = ft["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["name"].as_str().unwrap(), p["history"].as_array().unwrap().len()))
-        .collect();
+    let phases = phase_epochs(ft);
     assert_eq!(phases, [("head", 1), ("fine-tune", 1)]);
     assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
     assert!(run.join("model.onnx").is_file() && run.join("tokenizer.json").is_file());
@@ -131,4 +121,10 @@ fn text_fine_tune_route_exports_a_verified_model() {
     let r3 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run3"), &csv, &cache, &one);
     assert_eq!(r3["fine_tune"]["unfrozen_from"], "layernormalization_187", "{}", r3["fine_tune"]);
     assert_eq!(r3["text"]["embedded_now"], 100);
+}
+
+/// Each phase of a report's `fine_tune` record: its name and how many epochs it ran.
+fn phase_epochs(ft: &serde_json::Value) -> Vec<(&str, usize)> {
+    let phases = ft["phases"].as_array().unwrap();
+    phases.iter().map(|p| (p["name"].as_str().unwrap(), p["history"].as_array().unwrap().len())).collect()
 }
