@@ -2,14 +2,15 @@
 # setup-test.sh — everything the test suite needs beyond cargo, idempotent and offline after the
 # first run:
 #   - the ONNX Runtime shared library (scripts/setup-ort.sh: pinned PyPI wheel, sha256-checked, .ort/cpu);
-#   - .venv-test, a Python venv with onnxruntime, pillow, tokenizers and numpy, for the tests that run
+#   - .venv-test, a Python venv with onnxruntime, pillow, tokenizers, numpy and onnx (to add an inner
+#     tensor as an output: the explain test), for the tests that run
 #     graft's exported models in a plain Python ONNX Runtime session with no graft code.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/setup-ort.sh >/dev/null
 
-PINS=(onnxruntime==1.32.0 pillow==13.0.0 tokenizers==0.23.3 numpy==2.4.6)
+PINS=(onnxruntime==1.32.0 pillow==13.0.0 tokenizers==0.23.3 numpy==2.4.6 onnx==1.23.2)
 VENV=.venv-test
 if ! "$VENV/bin/python" - "${PINS[@]}" >/dev/null 2>&1 <<'PY'
 import sys
