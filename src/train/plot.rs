@@ -10,9 +10,11 @@ use plotters::prelude::*;
 use super::EpochRecord;
 use crate::{io, Error, Result};
 
-const FONT: &str = "sans-serif";
+/// The bundled font's family name (register it with [`register_font`] before drawing text).
+pub(crate) const FONT: &str = "sans-serif";
 
-fn register_font() {
+/// Registers the bundled font under [`FONT`] (once per process).
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
