@@ -5,6 +5,7 @@ both engines. Independent of graft's own ONNX writer on purpose (uses the `onnx`
     python3 -m pip install onnx==1.23.2 numpy && python3 scripts/make-fixtures.py
 
 Deterministic: the same files every run (fixed seed)."""
+import json
 import os
 
 import numpy as np
@@ -72,7 +73,55 @@ def tiny_text():
     save(m, "tiny_text.onnx")
 
 
+def tiny_cam():
+    """A miniature fine-tuned graft image model, for Grad-CAM against finite differences:
+    image [N,3,8,8] -> Conv 3x3 (4) -> Relu -> Conv 1x1 (6) -> Relu (`features`, the last spatial map)
+    -> GlobalAveragePool -> Flatten -> Gemm (5) -> Relu -> Gemm (3) -> Softmax (`probabilities`).
+    The head after the pooling is not linear, so d score / d features depends on the features.
+    Carries graft's image metadata (labels, preprocessing), so `graft explain` takes it."""
+    nodes = [
+        helper.make_node("Conv", ["image", "conv1_w", "conv1_b"], ["conv1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
+        helper.make_node("Conv", ["relu1", "conv2_w", "conv2_b"], ["conv2"], name="conv2"),
+        helper.make_node("Relu", ["conv2"], ["features"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["features"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["pooled"], axis=1, name="flatten"),
+        helper.make_node("Gemm", ["pooled", "fc1_w", "fc1_b"], ["hidden"], transB=1, name="fc1"),
+        helper.make_node("Relu", ["hidden"], ["hidden_relu"], name="relu3"),
+        helper.make_node("Gemm", ["hidden_relu", "fc2_w", "fc2_b"], ["logits"], transB=1, name="fc2"),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1, name="softmax"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_cam",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 3])],
+        [
+            init("conv1_w", (4, 3, 3, 3)),
+            init("conv1_b", (4,), 0.1),
+            init("conv2_w", (6, 4, 1, 1)),
+            init("conv2_b", (6,), 0.1),
+            init("fc1_w", (5, 6), 1.0),
+            init("fc1_b", (5,), 0.1),
+            init("fc2_w", (3, 5), 1.0),
+            init("fc2_b", (3,), 0.1),
+        ],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    pre = {"size": 8, "resize": "stretch", "mean": [127.0, 127.0, 127.0], "std": [128.0, 128.0, 128.0],
+           "layout": "NCHW", "dtype": "f32"}
+    helper.set_model_props(m, {
+        "graft.version": "fixture",
+        "graft.task": "image",
+        "graft.labels": json.dumps(["ant", "bee", "cat"]),
+        "graft.preprocess": json.dumps(pre),
+    })
+    save(m, "tiny_cam.onnx")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     tiny_cnn()
     tiny_text()
+    tiny_cam()
