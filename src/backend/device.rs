@@ -12,6 +12,7 @@ pub enum DeviceRequest {
     /// CUDA device 0 when it works, else the CPU, silently (falling back is what `auto` means).
     #[default]
     Auto,
+    /// The CPU.
     Cpu,
     /// CUDA device N; an error when it cannot be used.
     Cuda(u32),
@@ -34,10 +35,24 @@ impl FromStr for DeviceRequest {
     }
 }
 
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => write!(f, "auto"),
+            DeviceRequest::Cpu => write!(f, "cpu"),
+            DeviceRequest::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+crate::backend::serde_as_str!(DeviceRequest);
+
 /// Where a model actually runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
+    /// The CPU.
     Cpu,
+    /// CUDA device N.
     Cuda(u32),
 }
 
@@ -54,7 +69,9 @@ impl fmt::Display for Device {
 /// back is what `auto` means, and an explicit `cuda` that cannot be used is an error instead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selection {
+    /// The device chosen.
     pub device: Device,
+    /// Why `auto` fell back to the CPU, when it did.
     pub cuda_unavailable: Option<String>,
 }
 
@@ -94,6 +111,13 @@ mod tests {
         for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
             assert!(bad.parse::<DeviceRequest>().is_err(), "{bad}");
         }
+        for d in [DeviceRequest::Auto, DeviceRequest::Cpu, DeviceRequest::Cuda(2)] {
+            assert_eq!(d.to_string().parse::<DeviceRequest>().unwrap(), d);
+            let json = serde_json::to_string(&d).unwrap();
+            assert_eq!(serde_json::from_str::<DeviceRequest>(&json).unwrap(), d, "{json}");
+        }
+        let err = serde_json::from_str::<DeviceRequest>("\"gpu\"").unwrap_err().to_string();
+        assert!(err.contains("unknown device `gpu`"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,49 @@ use ndarray::ArrayD;
 
 use crate::{Error, Result};
 
+/// The element type of a tensor graft feeds an engine, parsed once from its name (`f32`, `i64`,
+/// `u8`; the same words in JSON, as in an image model's `graft.preprocess`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// 64-bit signed integer (token ids, masks).
+    I64,
+    /// 8-bit unsigned integer (raw RGB).
+    U8,
+}
+
+impl Dtype {
+    /// The type's short name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::I64 => "i64",
+            Dtype::U8 => "u8",
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" | "float32" | "float" => Ok(Dtype::F32),
+            "i64" | "int64" => Ok(Dtype::I64),
+            "u8" | "uint8" => Ok(Dtype::U8),
+            _ => Err(Error::Invalid(format!("unknown element type `{s}`: expected f32, i64 or u8"))),
+        }
+    }
+}
+
 /// A tensor crossing the engine boundary.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
@@ -25,12 +68,12 @@ pub enum Value {
 }
 
 impl Value {
-    /// The element type's name, for error messages.
-    pub fn dtype(&self) -> &'static str {
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
         match self {
-            Value::F32(_) => "f32",
-            Value::I64(_) => "i64",
-            Value::U8(_) => "u8",
+            Value::F32(_) => Dtype::F32,
+            Value::I64(_) => Dtype::I64,
+            Value::U8(_) => Dtype::U8,
         }
     }
 
@@ -87,6 +130,26 @@ pub trait Backend {
     }
 }
 
+/// Serialises a type as its `Display` string and deserialises it through its `FromStr`, so that
+/// pipelines and reports hold the same words the command line takes (`cuda:1`, `tract`).
+macro_rules! serde_as_str {
+    ($t:ty) => {
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(|e: crate::Error| serde::de::Error::custom(e))
+            }
+        }
+    };
+}
+pub(crate) use serde_as_str;
+
 /// Loads `path` on tract.
 pub fn tract(path: &Path) -> Result<Box<dyn Backend>> {
     Ok(Box::new(TractBackend::load(path)?))
@@ -98,9 +161,23 @@ pub enum BackendKind {
     /// ONNX Runtime when it can be loaded, else tract (with a `log` warning).
     #[default]
     Auto,
+    /// ONNX Runtime; an error when it cannot be loaded.
     Ort,
+    /// tract (pure Rust, always available).
     Tract,
 }
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Ort => "ort",
+            BackendKind::Tract => "tract",
+        })
+    }
+}
+
+serde_as_str!(BackendKind);
 
 impl std::str::FromStr for BackendKind {
     type Err = Error;

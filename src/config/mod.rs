@@ -52,12 +52,12 @@ pub struct BackboneConfig {
     /// Items per backbone run.
     #[serde(default = "default_backbone_batch")]
     pub batch_size: usize,
-    /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    /// `auto` (the default), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default)]
+    pub device: crate::backend::DeviceRequest,
     /// Engine that embeds: `ort` (default), `tract` or `auto` (ONNX Runtime when it can be loaded).
     #[serde(default = "default_backbone_backend")]
-    pub backend: String,
+    pub backend: crate::backend::BackendKind,
     /// ONNX Runtime intra-op threads.
     #[serde(default)]
     pub threads: Option<usize>,
@@ -84,12 +84,8 @@ fn default_backbone_batch() -> usize {
     32
 }
 
-fn default_device() -> String {
-    "auto".into()
-}
-
-fn default_backbone_backend() -> String {
-    "ort".into()
+fn default_backbone_backend() -> crate::backend::BackendKind {
+    crate::backend::BackendKind::Ort
 }
 
 /// Export options.
@@ -410,12 +406,6 @@ impl PipelineConfig {
             if b.batch_size == 0 {
                 return bad("backbone.batch_size", "must be at least 1");
             }
-            b.device
-                .parse::<crate::backend::DeviceRequest>()
-                .map_err(|e| Error::config("backbone.device", e.to_string()))?;
-            b.backend
-                .parse::<crate::backend::BackendKind>()
-                .map_err(|e| Error::config("backbone.backend", e.to_string()))?;
             self.check_fine_tune(b)?;
         }
         let v = &self.validation;

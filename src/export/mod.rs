@@ -32,8 +32,59 @@ pub mod keys {
     pub const TOKENIZER_SHA256: &str = "graft.tokenizer_sha256";
 }
 
+/// What an exported model predicts on: its `graft.task` metadata, read once into this enum.
+///
+/// A pipeline's [`crate::config::Task`] says how a model is trained; this says what the exported
+/// file takes (both text routes export a `Text` model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTask {
+    /// Rows of numeric features (input [`TABULAR_INPUT`]).
+    Tabular,
+    /// Images, preprocessed as the model's `graft.preprocess` says (input [`IMAGE_INPUT`]).
+    Image,
+    /// Texts, tokenised by the `tokenizer.json` beside the model (`graft.text` names the inputs).
+    Text,
+}
+
+impl ModelTask {
+    /// The word written in `graft.task`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelTask::Tabular => "tabular",
+            ModelTask::Image => "image",
+            ModelTask::Text => "text",
+        }
+    }
+}
+
+impl std::fmt::Display for ModelTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ModelTask {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "tabular" => Ok(ModelTask::Tabular),
+            "image" => Ok(ModelTask::Image),
+            "text" => Ok(ModelTask::Text),
+            _ => Err(crate::Error::Invalid(format!("unknown task `{s}`: expected tabular, image or text"))),
+        }
+    }
+}
+
+impl PartialEq<&str> for ModelTask {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// The `metadata_props` common to every exported model, plus `extra`.
-pub fn metadata(task: &str, labels: &Labels, extra: &[(&str, String)]) -> Vec<(String, String)> {
+pub fn metadata(task: ModelTask, labels: &Labels, extra: &[(&str, String)]) -> Vec<(String, String)> {
     let mut m = vec![
         (keys::VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
         (keys::TASK.to_string(), task.to_string()),
@@ -75,7 +126,9 @@ pub fn tabular(
 /// metadata.
 #[derive(Clone, Debug)]
 pub struct ModelMeta {
-    pub task: String,
+    /// What the model predicts on (`graft.task`).
+    pub task: ModelTask,
+    /// The class names, in the order of the `probabilities` columns (`graft.labels`).
     pub labels: Labels,
     /// Feature column names (tabular models).
     pub features: Option<Vec<String>>,
@@ -110,7 +163,9 @@ impl ModelMeta {
     /// Reads the metadata of the ONNX file at `path`.
     pub fn read(path: &std::path::Path) -> Result<Self> {
         let model = crate::onnx::load(path)?;
-        let task = crate::onnx::require_metadata(&model, keys::TASK, path)?.to_string();
+        let task = crate::onnx::require_metadata(&model, keys::TASK, path)?
+            .parse::<ModelTask>()
+            .map_err(|e| crate::Error::onnx(path.display().to_string(), format!("{}: {e}", keys::TASK)))?;
         let labels = Labels::from_json(crate::onnx::require_metadata(&model, keys::LABELS, path)?)
             .map_err(|e| crate::Error::onnx(path.display().to_string(), e.to_string()))?;
         let features = crate::onnx::metadata(&model, keys::FEATURES)
@@ -168,7 +223,7 @@ mod tests {
         ];
         let mut model = Sequential::new(&specs, &mut Rng::new(3));
         let labels = Labels(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
-        let proto = tabular(&model, TABULAR_INPUT, 3, 4, &metadata("tabular", &labels, &[])).unwrap();
+        let proto = tabular(&model, TABULAR_INPUT, 3, 4, &metadata(ModelTask::Tabular, &labels, &[])).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.onnx");
         crate::onnx::save(&path, &proto).unwrap();
@@ -183,6 +238,6 @@ mod tests {
         assert!(diff < 1e-6, "{diff}");
         let meta = ModelMeta::read(&path).unwrap();
         assert_eq!(meta.labels, labels);
-        assert_eq!(meta.task, "tabular");
+        assert_eq!(meta.task, ModelTask::Tabular);
     }
 }

@@ -111,7 +111,7 @@ fn efficientnet_export_is_the_backbone_node_for_node_and_matches_native() {
         mean: [0.5; 3],
         std: [0.5; 3],
         layout: Layout::Nchw,
-        dtype: "f32".into(),
+        dtype: crate::backend::Dtype::F32,
     };
     let exported = super::image_model(&backbone, "input", &model, 3, &pre, false, &[]).unwrap();
     let trained = trained_values(&mut model);

@@ -30,7 +30,7 @@ pub const VERIFY_IMAGES: usize = 16;
 
 /// Engine options from a pipeline's backbone section.
 pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
-    Ok(EngineOptions { backend: b.backend.parse()?, ort: OrtOptions { device: b.device.parse()?, threads: b.threads } })
+    Ok(EngineOptions { backend: b.backend, ort: OrtOptions { device: b.device, threads: b.threads } })
 }
 
 /// Dense layers of `cfg.model` from `inputs` features to `classes` logits, with dropout before each.
@@ -131,7 +131,7 @@ pub(super) fn export_verified(
     let classes = labels.len();
     let info = backbone.info();
     let meta = export::metadata(
-        "image",
+        export::ModelTask::Image,
         labels,
         &[(keys::PREPROCESS, pre.to_json()), (keys::BACKBONE, serde_json::to_string(&info).expect("serialises"))],
     );
@@ -144,8 +144,11 @@ pub(super) fn export_verified(
     let mut verification = verify_images(&model_path, &pre, images, native, false)?;
     if cfg.export.with_preprocessing {
         let u8_path = out.join("model-u8.onnx");
-        let pre_u8 =
-            ImagePreprocess { dtype: "u8".into(), layout: crate::config::manifest::Layout::Nhwc, ..pre.clone() };
+        let pre_u8 = ImagePreprocess {
+            dtype: crate::backend::Dtype::U8,
+            layout: crate::config::manifest::Layout::Nhwc,
+            ..pre.clone()
+        };
         let meta_u8: Vec<(String, String)> = meta
             .iter()
             .map(|(k, v)| if k == keys::PREPROCESS { (k.clone(), pre_u8.to_json()) } else { (k.clone(), v.clone()) })

@@ -41,7 +41,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let mut run = train_head(cfg, &data, classes, &arch, session)?;
 
     let features_json = serde_json::to_string(&table.feature_names).expect("strings serialise");
-    let meta = export::metadata("tabular", &labels, &[(keys::FEATURES, features_json)]);
+    let meta = export::metadata(export::ModelTask::Tabular, &labels, &[(keys::FEATURES, features_json)]);
     let onnx = export::tabular(&run.model, export::TABULAR_INPUT, table.feature_names.len(), classes, &meta)?;
     let model_path = out.join("model.onnx");
     crate::onnx::save(&model_path, &onnx)?;

@@ -258,7 +258,7 @@ fn wrong_texts(
 
 fn text_metadata(labels: &Labels, text: &TextMeta, tokenizer_sha: &str) -> Vec<(String, String)> {
     export::metadata(
-        "text",
+        export::ModelTask::Text,
         labels,
         &[
             (keys::TEXT, serde_json::to_string(text).expect("serialises")),

@@ -172,7 +172,7 @@ pub fn images(
         if imgs.is_empty() {
             continue;
         }
-        let input = if pre.dtype == "u8" {
+        let input = if pre.dtype == crate::backend::Dtype::U8 {
             Value::U8(pre.tensor_u8(&imgs).into_dyn())
         } else {
             Value::F32(pre.tensor(&imgs).into_dyn())

@@ -29,7 +29,7 @@ pub struct ImagePreprocess {
     /// Layout of the model's image input.
     pub layout: Layout,
     /// `f32` (normalised) or `u8` (raw RGB, normalised inside the graph).
-    pub dtype: String,
+    pub dtype: crate::backend::Dtype,
 }
 
 /// Why a file was skipped.
@@ -48,7 +48,7 @@ impl ImagePreprocess {
             mean: input.mean,
             std: input.std,
             layout: input.layout,
-            dtype: "f32".into(),
+            dtype: crate::backend::Dtype::F32,
         }
     }
 
@@ -214,7 +214,7 @@ mod tests {
             mean: [127.0, 127.0, 127.0],
             std: [128.0, 128.0, 128.0],
             layout: Layout::Nchw,
-            dtype: "f32".into(),
+            dtype: crate::backend::Dtype::F32,
         };
         let t = pre.tensor(std::slice::from_ref(&img));
         assert_eq!(t.shape(), [1, 3, 2, 2]);
@@ -241,7 +241,7 @@ mod tests {
             mean: [0.0; 3],
             std: [1.0; 3],
             layout: Layout::Nchw,
-            dtype: "f32".into(),
+            dtype: crate::backend::Dtype::F32,
         };
         let cropped = pre.resize(&wide).unwrap();
         assert_eq!(cropped.dimensions(), (10, 10));

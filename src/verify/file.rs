@@ -9,7 +9,7 @@ use ndarray::Array2;
 
 use super::{against_on, tabular_csv, Verification};
 use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions, Value};
-use crate::export::ModelMeta;
+use crate::export::{ModelMeta, ModelTask};
 use crate::features::backbone::BackboneInfo;
 use crate::nn::Sequential;
 use crate::{Error, Result};
@@ -21,11 +21,10 @@ pub const MAX_EXAMPLES: usize = 32;
 /// engines `kind` asks for (see [`super::engines_on`]).
 pub fn verify_file(model: &Path, data: &Path, kind: BackendKind) -> Result<Verification> {
     let meta = ModelMeta::read(model)?;
-    match meta.task.as_str() {
-        "tabular" => tabular_csv(model, data, kind),
-        "image" => image(model, data, &meta, kind),
-        "text" => text(model, data, &meta, kind),
-        other => Err(Error::Invalid(format!("{}: unknown task `{other}`", model.display()))),
+    match meta.task {
+        ModelTask::Tabular => tabular_csv(model, data, kind),
+        ModelTask::Image => image(model, data, &meta, kind),
+        ModelTask::Text => text(model, data, &meta, kind),
     }
 }
 
@@ -64,7 +63,7 @@ fn image(model: &Path, data: &Path, meta: &ModelMeta, kind: BackendKind) -> Resu
     if images.is_empty() {
         return Err(Error::data(data, None, "no readable images"));
     }
-    let input = if pre.dtype == "u8" {
+    let input = if pre.dtype == crate::backend::Dtype::U8 {
         Value::U8(pre.tensor_u8(&images).into_dyn())
     } else {
         Value::F32(pre.tensor(&images).into_dyn())
