@@ -10,36 +10,75 @@ pub enum Error {
     /// Reading or writing a file failed. The message says what happened (`no such file: PATH`);
     /// the I/O error is part of it and not repeated as a separate cause.
     #[error("{}", io_message(path, err))]
-    Io { path: PathBuf, err: std::io::Error },
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        err: std::io::Error,
+    },
     /// A data file (CSV, image folder) is malformed.
     #[error("{}{}: {msg}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
     Data {
+        /// The file.
         path: PathBuf,
         /// 1-based line number in the file, when it is about one line.
         line: Option<u64>,
+        /// What is wrong.
         msg: String,
     },
     /// A pipeline TOML or a `--set` override is invalid.
     #[error("{origin}: {msg}")]
-    Config { origin: String, msg: String },
+    Config {
+        /// The file and line, or the `--set` override, or the field.
+        origin: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// An ONNX file cannot be read, written or understood.
     #[error("{what}: {msg}")]
-    Onnx { what: String, msg: String },
+    Onnx {
+        /// The file or tensor.
+        what: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// An inference engine failed.
     #[error("{backend}: {msg}")]
-    Backend { backend: &'static str, msg: String },
+    Backend {
+        /// The engine (`ort`, `tract`).
+        backend: &'static str,
+        /// What it said.
+        msg: String,
+    },
     /// A tensor has the wrong shape or type.
     #[error("tensor `{name}`: {msg}")]
-    Tensor { name: String, msg: String },
+    Tensor {
+        /// The tensor.
+        name: String,
+        /// What is wrong.
+        msg: String,
+    },
     /// The exported model disagrees with the native one.
     #[error("verification failed: {0}")]
     Verification(String),
     /// Training was stopped before it finished; `--resume` continues it.
     #[error("training interrupted after epoch {epoch}; run again with --resume to continue")]
-    Interrupted { epoch: usize },
+    Interrupted {
+        /// The last epoch completed.
+        epoch: usize,
+    },
     /// Invalid argument or combination of arguments.
     #[error("{0}")]
     Invalid(String),
+    /// `source` happened while doing what `context` says (printed as the context, then the cause).
+    #[error("{context}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// What went wrong.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 /// `no such file: PATH`, `permission denied: PATH`, else `PATH: <the OS's message>`.
@@ -70,6 +109,11 @@ impl Error {
     /// A config error from `origin` (a file, possibly with a line, or a `--set` override).
     pub fn config(origin: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Config { origin: origin.into(), msg: msg.into() }
+    }
+
+    /// This error, as the cause of `context` (what was being done).
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context { context: context.into(), source: Box::new(self) }
     }
 
     /// An ONNX error about `what` (a file or a tensor).

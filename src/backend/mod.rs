@@ -98,13 +98,17 @@ impl Value {
 /// Name, element type and shape (`None` for a symbolic dimension) of a model input or output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TensorInfo {
+    /// The tensor's name.
     pub name: String,
+    /// Its element type, as the engine names it.
     pub dtype: String,
+    /// Its dimensions.
     pub shape: Vec<Option<usize>>,
 }
 
-/// An engine with one loaded model.
-pub trait Backend {
+/// An engine with one loaded model. Engines are `Send`: a model can move to another thread (share
+/// one between threads behind a `Mutex`, as [`crate::predict::Model`] does).
+pub trait Backend: Send {
     /// Short engine name (`tract`, `ort`).
     fn name(&self) -> &'static str;
     /// Where it runs (`cpu`, `cuda:0`).
@@ -195,7 +199,9 @@ impl std::str::FromStr for BackendKind {
 /// Engine choice plus ORT's device and threads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EngineOptions {
+    /// Which engine.
     pub backend: BackendKind,
+    /// ONNX Runtime's device and threads.
     pub ort: OrtOptions,
 }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use graft::config::PipelineConfig;
-use graft::pipeline::{self, FitOptions, RunDir};
-use graft::train::{ProgressMode, Session};
+use graft::backend::{BackendKind, DeviceRequest};
+use graft::pipeline::{Pipeline, RunDir};
+use graft::train::ProgressMode;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 /// Train a pipeline and write a run folder: model.onnx (verified), report.json, curves.png,
@@ -43,12 +43,12 @@ pub struct FitArgs {
     #[arg(long, short)]
     quiet: bool,
     /// Backbone device (shorthand for --set backbone.device=...): auto, cpu, cuda or cuda:N.
-    #[arg(long)]
-    device: Option<String>,
+    #[arg(long, value_parser = super::engine::parse::<DeviceRequest>)]
+    device: Option<DeviceRequest>,
     /// Backbone engine (shorthand for --set backbone.backend=...): ort (default), tract or auto.
     /// Verification always runs the export on tract and, when it can be loaded, ONNX Runtime.
-    #[arg(long, value_parser = ["auto", "ort", "tract"])]
-    backend: Option<String>,
+    #[arg(long, value_parser = super::engine::parse::<BackendKind>)]
+    backend: Option<BackendKind>,
     /// Also export model-u8.onnx, taking raw uint8 RGB with the preprocessing inside the graph
     /// (shorthand for --set export.with_preprocessing=true).
     #[arg(long)]
@@ -61,7 +61,7 @@ pub struct FitArgs {
 pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     let mut sets = args.set.clone();
     if let Some(d) = &args.device {
-        sets.push(format!("backbone.device={d}"));
+        sets.push(format!("backbone.device=\"{d}\""));
     }
     if let Some(b) = &args.backend {
         sets.push(format!("backbone.backend=\"{b}\""));
@@ -69,17 +69,19 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     if args.with_preprocessing {
         sets.push("export.with_preprocessing=true".into());
     }
-    let cfg = PipelineConfig::load(&args.pipeline, &sets)?;
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&cfg.name));
     let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
-    let mut session = Session::new(None, args.resume, progress);
-    session.halt_after_epochs = args.halt_after_epochs;
-    let signal = catch_interrupts(session.stop.clone(), &cfg.name)?;
-    let fitted = pipeline::fit(&cfg, FitOptions { out: out.clone(), session, force: args.force });
+    let mut pipeline =
+        Pipeline::from_toml_with(&args.pipeline, &sets)?.force(args.force).resume(args.resume).progress(progress);
+    if let Some(out) = &args.out {
+        pipeline = pipeline.out(out);
+    }
+    pipeline.session_mut().halt_after_epochs = args.halt_after_epochs;
+    let (name, out) = (pipeline.config().name.clone(), pipeline.out_dir());
+    let signal = catch_interrupts(pipeline.stop_flag(), &name)?;
+    let fitted = pipeline.fit();
     if let Err(graft::Error::Interrupted { epoch }) = fitted {
         eprintln!(
-            "{}: interrupted after epoch {epoch}; checkpoints are kept in {}\ncontinue with: {}",
-            cfg.name,
+            "{name}: interrupted after epoch {epoch}; checkpoints are kept in {}\ncontinue with: {}",
             RunDir::new(&out)?.checkpoints().display(),
             resume_command(&args, &out)
         );
@@ -89,11 +91,11 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
         };
         return Ok(ExitCode::from(code as u8));
     }
-    let report = fitted.with_context(|| format!("fitting {}", args.pipeline.display()))?;
+    let report = fitted.with_context(|| format!("fitting {}", args.pipeline.display()))?.report;
     let v = &report.validation;
     println!(
-        "{}: {} accuracy {:.4} (log loss {:.4}) on {} rows",
-        cfg.name, v.evaluated_on, v.metrics.accuracy, v.metrics.log_loss, v.rows
+        "{name}: {} accuracy {:.4} (log loss {:.4}) on {} rows",
+        v.evaluated_on, v.metrics.accuracy, v.metrics.log_loss, v.rows
     );
     println!("{}", report.verification.summary());
     println!("wrote {}", out.join("model.onnx").display());
@@ -128,10 +130,10 @@ fn resume_command(args: &FitArgs, out: &Path) -> String {
         words.extend(["--set".into(), quote(set)]);
     }
     if let Some(d) = &args.device {
-        words.extend(["--device".into(), quote(d)]);
+        words.extend(["--device".into(), quote(&d.to_string())]);
     }
     if let Some(b) = &args.backend {
-        words.extend(["--backend".into(), quote(b)]);
+        words.extend(["--backend".into(), quote(&b.to_string())]);
     }
     if args.with_preprocessing {
         words.push("--with-preprocessing".into());

@@ -2,8 +2,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
+use graft::predict::{Model, Prediction, Request};
 
 /// Predict with an exported model (runs the ONNX graph, not the native weights). Inputs follow the
 /// model's task: a CSV of numeric features (tabular); image files and folders of images (image);
@@ -41,58 +41,33 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<ExitCode> {
-    let meta = graft::export::ModelMeta::read(&args.model)?;
-    let task = meta.task.as_str();
-    graft::predict::check_inputs(&args.model, task, &args.inputs, args.text.len())?;
-    let mut engine = graft::backend::open(&args.model, &args.engine.options())?;
-    let not_read = |p: &PathBuf| {
-        format!(
-            "{} is a {task} model: it predicts {}; {} could not be read as such",
-            args.model.display(),
-            graft::predict::accepts(task),
-            p.display()
-        )
-    };
-    let (predictions, skipped) = match task {
-        "tabular" => {
-            let csv = &args.inputs[0];
-            (graft::predict::tabular(&args.model, csv, engine.as_mut()).with_context(|| not_read(csv))?, Vec::new())
-        }
-        "image" => {
-            let files = graft::data::collect_images(&args.inputs)?;
-            graft::predict::images(&args.model, &files, engine.as_mut(), args.batch)?
-        }
-        "text" => {
-            let (mut texts, mut ids) = (Vec::new(), Vec::new());
-            if let Some(csv) = args.inputs.first() {
-                let opts =
-                    graft::data::TextOptions { text: args.text_column.clone(), label: None, skip_bad_rows: false };
-                let table = graft::data::read_text_csv(csv, &opts).with_context(|| not_read(csv))?;
-                ids.extend(table.lines.iter().map(|l| format!("line {l}")));
-                texts.extend(table.texts);
-            }
-            ids.extend((1..=args.text.len()).map(|i| format!("text {i}")));
-            texts.extend(args.text.iter().cloned());
-            (graft::predict::texts(&args.model, &texts, ids, engine.as_mut(), args.batch)?, Vec::new())
-        }
-        other => anyhow::bail!("{}: unknown task `{other}`", args.model.display()),
-    };
+    let request = Request { paths: args.inputs, texts: args.text, text_column: args.text_column };
+    let model = Model::load_for(&args.model, &args.engine.options(), &request)?.with_batch_size(args.batch);
+    let predicted = model.predict(&request)?;
     let mut out = std::io::stdout().lock();
-    for p in &predictions {
-        writeln!(out, "{}", p.line(args.json, args.top_k))?;
+    for p in &predicted.predictions {
+        writeln!(out, "{}", line(p, args.json, args.top_k))?;
     }
-    for s in &skipped {
+    for s in &predicted.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);
     }
-    if predictions.is_empty() {
-        anyhow::bail!(
-            "nothing was predicted: {}",
-            if skipped.is_empty() {
-                "the inputs hold no rows or images".to_string()
-            } else {
-                format!("all {} images were skipped", skipped.len())
-            }
-        );
-    }
+    predicted.ensure_any()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One output line: tab-separated `id`, `label` and `label=p` pairs (the `top_k` most likely), or
+/// a JSON object `{"id", "label", "probabilities": {label: p}}`.
+fn line(p: &Prediction, json: bool, top_k: Option<usize>) -> String {
+    let probs = match top_k {
+        Some(k) => p.top_k(k),
+        None => p.probabilities.clone(),
+    };
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            probs.into_iter().map(|(l, p)| (l, serde_json::json!(p))).collect();
+        serde_json::json!({"id": p.id, "label": p.label, "probabilities": map}).to_string()
+    } else {
+        let ps: Vec<String> = probs.iter().map(|(l, p)| format!("{l}={p:.4}")).collect();
+        format!("{}\t{}\t{}", p.id, p.label, ps.join(" "))
+    }
 }

@@ -2,6 +2,7 @@
 //! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `curves.png`,
 //! `confusion.png` and the native weights.
 
+mod builder;
 mod common;
 mod finetune;
 mod head;
@@ -20,6 +21,7 @@ pub use run_dir::{Inputs, RunDir};
 use std::path::PathBuf;
 
 use crate::config::{PipelineConfig, Task};
+pub use builder::{Pipeline, PipelineBuilder, Run};
 use crate::train::Session;
 use crate::{Error, Result};
 
@@ -27,6 +29,7 @@ use crate::{Error, Result};
 pub struct FitOptions {
     /// The run folder; the run is built in `OUT.partial/` beside it (see [`RunDir`]).
     pub out: PathBuf,
+    /// Checkpoints, resumption, progress, stop requests.
     pub session: Session,
     /// Replace a finished run at `out`, or discard an interrupted one, instead of refusing.
     pub force: bool,

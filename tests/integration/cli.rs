@@ -22,7 +22,7 @@ fn model_for(dir: &Path, task: &str) -> PathBuf {
         let pre = graft::preprocess::ImagePreprocess::from_manifest(m.input.as_ref().unwrap());
         extra.push((graft::export::keys::PREPROCESS, pre.to_json()));
     }
-    for (key, value) in graft::export::metadata(task, &labels, &extra) {
+    for (key, value) in graft::export::metadata(task.parse().unwrap(), &labels, &extra) {
         model.metadata_props.push(pb::StringStringEntryProto { key, value });
     }
     let path = dir.join(format!("{task}.onnx"));
