@@ -16,12 +16,12 @@ pub use report::{
     DataSummary, FineTuneSummary, FoldResult, ImageSummary, Mistake, Phase, Report, TextSummary, Timing,
     ValidationSummary,
 };
+pub use builder::{Pipeline, PipelineBuilder, Run};
 pub use run_dir::{Inputs, RunDir};
 
 use std::path::PathBuf;
 
 use crate::config::{PipelineConfig, Task};
-pub use builder::{Pipeline, PipelineBuilder, Run};
 use crate::train::Session;
 use crate::{Error, Result};
 
