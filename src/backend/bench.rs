@@ -13,10 +13,15 @@ use crate::{Error, Result};
 /// One measurement.
 #[derive(Clone, Debug)]
 pub struct Throughput {
+    /// The engine (`ort`, `tract`).
     pub engine: String,
+    /// Where it ran (`cpu`, `cuda:0`).
     pub device: String,
+    /// Items per run.
     pub batch: usize,
+    /// Timed runs.
     pub iters: usize,
+    /// Seconds of the timed runs.
     pub seconds: f64,
 }
 

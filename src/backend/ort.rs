@@ -96,6 +96,7 @@ pub fn init(want_gpu: bool) -> Result<&'static Path> {
 /// How to open an ORT session.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OrtOptions {
+    /// The device asked for.
     pub device: DeviceRequest,
     /// Intra-op threads (`None`: ORT's default, one per core).
     pub threads: Option<usize>,

@@ -10,7 +10,9 @@ use crate::{Error, Result};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
+    /// Short name (`efficientnet-lite0`).
     pub name: String,
+    /// Image or text backbone.
     pub kind: BackboneKind,
     /// Local path (relative to the manifest's folder) or `hf://ORG/NAME/PATH[@REV]`.
     pub source: String,
@@ -24,8 +26,10 @@ pub struct Manifest {
     #[serde(default)]
     pub output: Option<String>,
     #[serde(default)]
+    /// How images are fed (image backbones).
     pub input: Option<ImageInput>,
     #[serde(default)]
+    /// How texts are fed (text backbones).
     pub text: Option<TextInput>,
 }
 
@@ -41,12 +45,17 @@ pub enum BackboneKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
+    /// The graph's image input.
     pub name: String,
+    /// Side of the square input, in pixels.
     pub size: u32,
+    /// NCHW or NHWC.
     pub layout: Layout,
+    /// How images are brought to `size x size`.
     pub resize: ResizeMode,
     /// Per-channel mean and std on 0..255 RGB values.
     pub mean: [f32; 3],
+    /// Per-channel std on 0..255 RGB values.
     pub std: [f32; 3],
 }
 
@@ -76,8 +85,11 @@ pub struct TextInput {
     /// `tokenizer.json`, relative to the model file's folder.
     pub tokenizer: String,
     #[serde(default)]
+    /// Expected sha256 of the tokenizer file.
     pub tokenizer_sha256: Option<String>,
+    /// How token states become one vector.
     pub pooling: Pooling,
+    /// Tokens kept per text.
     pub max_length: usize,
 }
 

@@ -26,17 +26,22 @@ pub struct PipelineConfig {
     pub name: String,
     /// What kind of pipeline this is.
     pub task: Task,
+    /// Where the examples come from.
     pub data: DataConfig,
     #[serde(default)]
+    /// The trainable model.
     pub model: ModelConfig,
     #[serde(default)]
+    /// The training loop.
     pub train: TrainConfig,
     #[serde(default)]
+    /// How the model is evaluated.
     pub validation: ValidationConfig,
     /// The frozen pretrained model (image and text-encoder pipelines).
     #[serde(default)]
     pub backbone: Option<BackboneConfig>,
     #[serde(default)]
+    /// Export options.
     pub export: ExportConfig,
 }
 
@@ -115,6 +120,7 @@ pub enum Task {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
+    /// A CSV, or a folder with one subfolder per class.
     pub path: PathBuf,
     /// Label column (tabular and text CSVs).
     #[serde(default)]
@@ -129,6 +135,7 @@ pub struct DataConfig {
     #[serde(default)]
     pub features: Option<Vec<String>>,
     #[serde(default)]
+    /// Columns left out of the default feature list.
     pub exclude: Vec<String>,
 }
 
@@ -156,12 +163,15 @@ impl Default for ModelConfig {
 pub struct LstmConfig {
     /// Most frequent training words kept (with `[PAD]` and `[UNK]`).
     pub vocab_size: usize,
+    /// Lowercase texts before splitting them into words.
     pub lowercase: bool,
     /// Tokens kept per text.
     pub max_length: usize,
+    /// Word vector size.
     pub embedding_dim: usize,
     /// Dropout on the word vectors (0 = none).
     pub embedding_dropout: f32,
+    /// LSTM units per direction.
     pub units: usize,
     /// Also run a reverse LSTM (over each text's own words, backwards).
     pub bidirectional: bool,
@@ -185,12 +195,19 @@ impl Default for LstmConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    /// Epochs at most (early stopping may end sooner).
     pub epochs: usize,
+    /// Examples per step.
     pub batch_size: usize,
+    /// Seed of every random choice (initialisation, shuffling, splits, dropout).
     pub seed: u64,
+    /// Per-class loss weights.
     pub class_weight: ClassWeight,
+    /// The optimizer and its settings.
     pub optimizer: OptimizerConfig,
+    /// Early stopping.
     pub early_stopping: EarlyStoppingConfig,
+    /// Learning-rate reduction on plateaus.
     pub reduce_lr: ReduceLrConfig,
     /// The second phase when the backbone is partly unfrozen (`backbone.unfreeze`).
     pub fine_tune: FineTuneConfig,
@@ -201,6 +218,7 @@ pub struct TrainConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FineTuneConfig {
+    /// Epochs of phase 2 at most.
     pub epochs: usize,
     /// Learning rate of the backbone's unfrozen tail.
     pub tail_lr: f32,
@@ -256,7 +274,9 @@ pub enum ClassWeight {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ClassWeightMode {
+    /// Every class weighs 1.
     None,
+    /// Classes weigh inversely to their frequency.
     Balanced,
 }
 
@@ -265,7 +285,9 @@ pub enum ClassWeightMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EarlyStoppingConfig {
+    /// Epochs without improvement before stopping (0 disables it).
     pub patience: usize,
+    /// Least decrease of the loss that counts as an improvement.
     pub min_delta: f32,
 }
 
@@ -280,8 +302,11 @@ impl Default for EarlyStoppingConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReduceLrConfig {
+    /// Epochs without improvement before a reduction (0 disables it).
     pub patience: usize,
+    /// Multiplier of the learning rate, in (0, 1).
     pub factor: f32,
+    /// The learning rate is never reduced below this.
     pub min_lr: f32,
 }
 
@@ -295,6 +320,7 @@ impl Default for ReduceLrConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ValidationConfig {
+    /// `kfold`, `holdout` or `none`.
     pub method: ValidationMethod,
     /// Folds for `kfold`.
     pub folds: usize,

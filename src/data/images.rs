@@ -9,6 +9,7 @@ pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// A folder with one subfolder per class, as Keras's `image_dataset_from_directory` reads it.
 #[derive(Clone, Debug)]
 pub struct ImageFolder {
+    /// The folder.
     pub root: PathBuf,
     /// Sorted subfolder names; index = label.
     pub classes: Vec<String>,

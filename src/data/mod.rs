@@ -22,7 +22,9 @@ use crate::{Error, Result};
 /// `x` `[N, ...]`, `y` `[N]`
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// Inputs, one row per example.
     pub x: ArrayD<f32>,
+    /// Class index of each example.
     pub y: Vec<usize>,
 }
 

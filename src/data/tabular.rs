@@ -23,7 +23,9 @@ pub struct CsvOptions {
 /// A numeric CSV loaded in memory.
 #[derive(Clone, Debug)]
 pub struct Table {
+    /// The file read.
     pub path: PathBuf,
+    /// The feature columns, in `x`'s column order.
     pub feature_names: Vec<String>,
     /// # Shapes
     /// `[rows, features]`

@@ -8,6 +8,7 @@ use crate::{Error, Result};
 /// Which columns of a text CSV to use.
 #[derive(Clone, Debug)]
 pub struct TextOptions {
+    /// The text column.
     pub text: String,
     /// `None` when predicting.
     pub label: Option<String>,
@@ -18,18 +19,24 @@ pub struct TextOptions {
 /// A row that was left out, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BadRow {
+    /// 1-based line in the file.
     pub line: u64,
+    /// What is wrong with it.
     pub reason: String,
 }
 
 /// Texts (and labels) read from a CSV.
 #[derive(Clone, Debug)]
 pub struct TextTable {
+    /// The file read.
     pub path: PathBuf,
+    /// The texts, in file order.
     pub texts: Vec<String>,
     /// 1-based line of each text.
     pub lines: Vec<u64>,
+    /// The label of each text, when a label column was asked for.
     pub labels: Option<Vec<String>>,
+    /// Rows left out (with `skip_bad_rows`).
     pub skipped: Vec<BadRow>,
 }
 

@@ -22,13 +22,21 @@ pub const TABULAR_INPUT: &str = "features";
 
 /// Metadata keys graft writes.
 pub mod keys {
+    /// The graft version that exported the model.
     pub const VERSION: &str = "graft.version";
+    /// [`ModelTask`](super::ModelTask): `tabular`, `image` or `text`.
     pub const TASK: &str = "graft.task";
+    /// Class names, JSON, in output order.
     pub const LABELS: &str = "graft.labels";
+    /// Feature column names, JSON (tabular models).
     pub const FEATURES: &str = "graft.features";
+    /// Image preprocessing, JSON (image models).
     pub const PREPROCESS: &str = "graft.preprocess";
+    /// The frozen backbone's name, source, sha256 and cut, JSON.
     pub const BACKBONE: &str = "graft.backbone";
+    /// How text inputs are made, JSON (text models).
     pub const TEXT: &str = "graft.text";
+    /// sha256 of the `tokenizer.json` beside a text model.
     pub const TOKENIZER_SHA256: &str = "graft.tokenizer_sha256";
 }
 
@@ -143,6 +151,7 @@ pub struct ModelMeta {
 /// `graft.text`: how a text model's inputs are made.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TextMeta {
+    /// Tokens kept per text.
     pub max_length: usize,
     /// The graph's inputs, in order.
     pub inputs: Vec<String>,

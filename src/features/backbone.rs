@@ -1,3 +1,6 @@
+//! A pretrained backbone made ready to run frozen: resolved (local or `hf://`), checked against its
+//! sha256, cut where its manifest says, with its preprocessing or tokenizer.
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -10,6 +13,7 @@ use crate::{io, onnx, Error, Result};
 /// A pretrained model ready to run frozen: resolved, checked and cut as its manifest says.
 #[derive(Clone, Debug)]
 pub struct Backbone {
+    /// The manifest it was prepared from.
     pub manifest: Manifest,
     /// The file the weights came from.
     pub source: PathBuf,
@@ -19,19 +23,26 @@ pub struct Backbone {
     pub path: PathBuf,
     /// The tensor the graph was cut at, if any.
     pub cut: Option<String>,
+    /// The graph's (first) input.
     pub input: String,
     /// Every graph input (text encoders take several).
     pub inputs: Vec<String>,
+    /// The output whose values are the features.
     pub output: String,
+    /// How images become its input (image backbones).
     pub preprocess: Option<ImagePreprocess>,
 }
 
 /// What `graft.backbone` metadata records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BackboneInfo {
+    /// The manifest's name.
     pub name: String,
+    /// Where the weights came from (a path or `hf://` reference).
     pub source: String,
+    /// sha256 of the weights file.
     pub sha256: String,
+    /// The tensor the graph was cut at.
     pub cut: Option<String>,
 }
 

@@ -50,6 +50,7 @@ pub struct Boundary {
     pub tensor: String,
     /// The node that computes it.
     pub node: String,
+    /// What kind of boundary it is.
     pub kind: BoundaryKind,
     /// Trainable scalars after the boundary, when everything after it is trainable
     /// ([`Tail::new`] accepts it up to the graph's first output); `None` otherwise.

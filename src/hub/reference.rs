@@ -3,8 +3,11 @@ use crate::{Error, Result};
 /// A file in a hub repository: `hf://ORG/NAME/PATH/IN/REPO[@REVISION]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelRef {
+    /// `ORG/NAME`.
     pub repo: String,
+    /// Path of the file in the repository.
     pub file: String,
+    /// Branch, tag or commit (`main` when absent).
     pub revision: Option<String>,
 }
 

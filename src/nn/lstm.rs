@@ -10,7 +10,7 @@ use crate::{Error, Result};
 ///
 /// Padding-invariant on right-padded batches: row `b` has `len_b` valid steps (the context's
 /// lengths, set by [`super::Embedding`]; all steps when absent). The forward direction runs from
-/// step 0; the reverse direction reads the row at [`reverse_index`]: its valid steps backwards,
+/// step 0; the reverse direction reads the row at `reverse_index`: its valid steps backwards,
 /// then its padding in order, and writes each output back at the step it read. So the outputs at
 /// valid steps are those of the row alone, unpadded, whatever the padding holds; the outputs at
 /// padding steps are defined (the export computes the same) but meaningless.

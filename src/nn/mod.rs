@@ -58,7 +58,9 @@ impl<'a> Ctx<'a> {
 pub struct Param<'a> {
     /// Name within its layer (`weight`, `bias`, ...; a tail's initializer name).
     pub name: &'a str,
+    /// The parameter.
     pub value: &'a mut ArrayD<f32>,
+    /// Its gradient, accumulated by `backward`.
     pub grad: &'a mut ArrayD<f32>,
     /// Whether L2 / weight decay applies (weights yes, biases no).
     pub decay: bool,
@@ -90,22 +92,58 @@ pub trait Layer: Send {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LayerSpec {
     /// Fixed `(x - mean) / std`, fitted on the training split.
-    Standardize { mean: Vec<f32>, std: Vec<f32> },
+    Standardize {
+        /// Per-feature mean.
+        mean: Vec<f32>,
+        /// Per-feature standard deviation.
+        std: Vec<f32>,
+    },
     /// Fully connected layer, `y = x W + b`.
-    Dense { inputs: usize, units: usize, init: Init },
+    Dense {
+        /// Input features.
+        inputs: usize,
+        /// Output features.
+        units: usize,
+        /// Weight initialisation.
+        init: Init,
+    },
     /// Rectified linear unit.
     Relu,
     /// Inverted dropout, identity at inference.
-    Dropout { rate: f32 },
+    Dropout {
+        /// Share of inputs zeroed in training.
+        rate: f32,
+    },
     /// Token ids to vectors.
-    Embedding { vocab: usize, dim: usize },
+    Embedding {
+        /// Vocabulary size.
+        vocab: usize,
+        /// Vector size.
+        dim: usize,
+    },
     /// LSTM returning every step.
-    Lstm { inputs: usize, hidden: usize, bidirectional: bool },
+    Lstm {
+        /// Input features per step.
+        inputs: usize,
+        /// Units per direction.
+        hidden: usize,
+        /// Also run over each sequence backwards (outputs concatenated).
+        bidirectional: bool,
+    },
     /// Mean over valid time steps.
     MaskedMean,
     /// The trainable tail of an ONNX backbone, from tensor `start` to `end` (the graph's first
     /// output when absent); its initial weights are the backbone's (checked by `sha256`).
-    Tail { backbone: String, sha256: String, start: String, end: Option<String> },
+    Tail {
+        /// The backbone's ONNX file.
+        backbone: String,
+        /// Its sha256.
+        sha256: String,
+        /// The tensor the tail starts from.
+        start: String,
+        /// The tensor it ends at.
+        end: Option<String>,
+    },
 }
 
 impl LayerSpec {

@@ -21,14 +21,19 @@ pub enum OptimizerKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimizerConfig {
+    /// SGD, Adam or AdamW.
     pub kind: OptimizerKind,
+    /// Learning rate.
     pub lr: f32,
     /// SGD momentum.
     pub momentum: f32,
     /// SGD Nesterov momentum.
     pub nesterov: bool,
+    /// Adam's first-moment decay.
     pub beta1: f32,
+    /// Adam's second-moment decay.
     pub beta2: f32,
+    /// Adam's denominator epsilon.
     pub eps: f32,
     /// Coupled L2 penalty: `l2 * w` is added to the gradient of every weight.
     pub l2: f32,
@@ -49,6 +54,7 @@ pub struct OptimizerConfig {
 pub struct LrGroup {
     /// Model parameter names starting with this belong to the group.
     pub prefix: String,
+    /// The group's learning rate.
     pub lr: f32,
 }
 
@@ -116,7 +122,9 @@ pub struct Optimizer {
 /// Everything an optimizer needs to continue exactly where it stopped.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OptimizerState {
+    /// The current learning rate (after plateau reductions).
     pub lr: f32,
+    /// Steps taken.
     pub t: u64,
 }
 

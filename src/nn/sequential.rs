@@ -1,3 +1,5 @@
+//! [`Sequential`]: layers run in order, and their weights saved and loaded as safetensors.
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 

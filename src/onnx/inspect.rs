@@ -14,8 +14,11 @@ use crate::{io, Error, Result};
 /// Type and shape of one tensor; symbolic dimensions keep their names.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TensorSummary {
+    /// Tensor name.
     pub name: String,
+    /// Element type.
     pub dtype: String,
+    /// Dimensions (numbers or symbol names).
     pub shape: Vec<String>,
 }
 
@@ -28,23 +31,36 @@ impl fmt::Display for TensorSummary {
 /// A tensor where the network can be cut, and why it is a candidate.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CutPoint {
+    /// The tensor.
     pub tensor: TensorSummary,
+    /// Why it is a candidate.
     pub reason: String,
 }
 
 /// What `graft inspect` prints.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
+    /// The file.
     pub path: String,
+    /// Its sha256.
     pub sha256: String,
+    /// Its size.
     pub bytes: u64,
+    /// ONNX IR version.
     pub ir_version: i64,
+    /// Default-domain opset.
     pub opset: i64,
+    /// The producer that wrote it.
     pub producer: String,
+    /// Graph inputs (initializers excluded).
     pub inputs: Vec<TensorSummary>,
+    /// Graph outputs.
     pub outputs: Vec<TensorSummary>,
+    /// Scalars in initializers.
     pub parameters: u64,
+    /// Initializer tensors.
     pub initializers: usize,
+    /// Graph nodes.
     pub nodes: usize,
     /// Op type and count, most frequent first.
     pub ops: Vec<(String, usize)>,
@@ -52,6 +68,7 @@ pub struct Summary {
     pub cut_points: Vec<CutPoint>,
     /// Where fine-tuning can start, last (number 1) first; parameters counted up to the first output.
     pub blocks: Vec<crate::graph::Boundary>,
+    /// `metadata_props`, in file order.
     pub metadata: Vec<(String, String)>,
 }
 

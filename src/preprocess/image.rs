@@ -22,9 +22,13 @@ pub const MAX_ALLOC: u64 = 512 << 20;
 /// How images become tensors; stored as JSON in `graft.preprocess`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImagePreprocess {
+    /// Side of the square input, in pixels.
     pub size: u32,
+    /// How images are brought to `size x size`.
     pub resize: ResizeMode,
+    /// Per-channel mean on 0..255 RGB values.
     pub mean: [f32; 3],
+    /// Per-channel standard deviation on 0..255 RGB values.
     pub std: [f32; 3],
     /// Layout of the model's image input.
     pub layout: Layout,
@@ -35,7 +39,9 @@ pub struct ImagePreprocess {
 /// Why a file was skipped.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skip {
+    /// The file.
     pub path: String,
+    /// Why it could not be used.
     pub reason: String,
 }
 

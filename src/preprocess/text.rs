@@ -16,6 +16,7 @@ use crate::{io, Error, Result};
 
 /// Padding token (id 0) and unknown-word token (id 1) of trained vocabularies.
 pub const PAD: &str = "[PAD]";
+/// Unknown-word token (id 1) of trained vocabularies.
 pub const UNK: &str = "[UNK]";
 
 /// One padded batch.
@@ -23,8 +24,11 @@ pub const UNK: &str = "[UNK]";
 /// # Shapes
 /// all `[B, S]`, `S` the longest text of the batch (at least 1)
 pub struct Encoded {
+    /// Token ids (0 at padding).
     pub ids: Array2<i64>,
+    /// 1 at tokens, 0 at padding.
     pub mask: Array2<i64>,
+    /// Segment ids (all 0).
     pub type_ids: Array2<i64>,
 }
 
@@ -52,6 +56,7 @@ impl Encoded {
 /// A tokenizer with graft's padding and truncation settings.
 pub struct TextEncoder {
     tokenizer: Tokenizer,
+    /// Tokens kept per text (longer texts are truncated).
     pub max_length: usize,
 }
 

@@ -9,8 +9,11 @@ use crate::config::{EarlyStoppingConfig, ReduceLrConfig};
 /// Early stopping state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopping {
+    /// The best monitored value so far.
     pub best: Option<f32>,
+    /// The epoch it was reached at.
     pub best_epoch: usize,
+    /// Epochs since then.
     pub wait: usize,
 }
 
@@ -19,7 +22,9 @@ pub struct EarlyStopping {
 pub enum Verdict {
     /// New best: keep these weights.
     Improved,
+    /// No improvement yet within the patience.
     Continue,
+    /// Patience exhausted: stop and restore the best weights.
     Stop,
 }
 
@@ -44,7 +49,9 @@ impl EarlyStopping {
 /// Reduce-LR-on-plateau state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Plateau {
+    /// The best monitored value so far.
     pub best: Option<f32>,
+    /// Epochs since it or the last reduction.
     pub wait: usize,
 }
 

@@ -19,15 +19,23 @@ use crate::{Error, Result};
 /// The loop's scalar state after a completed epoch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoopState {
+    /// Epochs completed.
     pub epoch: usize,
+    /// Their records.
     pub history: Vec<EpochRecord>,
+    /// Early stopping's state.
     pub early: EarlyStopping,
+    /// Plateau reduction's state.
     pub plateau: Plateau,
+    /// The random stream, where it stood.
     pub rng: Rng,
+    /// The optimizer's scalars.
     pub optimizer: OptimizerState,
+    /// Seconds in the loop so far.
     pub seconds: f64,
     /// The run finished; the `model.*` tensors are the final weights.
     pub done: bool,
+    /// Early stopping ended the run.
     pub stopped_early: bool,
     /// What the loop trains on (absent in checkpoints written before graft recorded it).
     #[serde(default)]
@@ -38,6 +46,7 @@ pub struct LoopState {
 /// checkpoints made from other data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataPrint {
+    /// Training rows.
     pub rows: usize,
     /// sha256 of the training inputs' shape and f32 bytes.
     pub features: String,
@@ -104,9 +113,13 @@ fn hex(h: Sha256) -> String {
 
 /// A checkpoint read back: state plus tensors grouped by prefix.
 pub struct Checkpoint {
+    /// The loop's scalars.
     pub state: LoopState,
+    /// The model's weights.
     pub model: HashMap<String, ArrayD<f32>>,
+    /// The best epoch's weights (early stopping).
     pub best: HashMap<String, ArrayD<f32>>,
+    /// The optimizer's moments.
     pub optimizer: HashMap<String, ArrayD<f32>>,
 }
 

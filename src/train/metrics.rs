@@ -6,18 +6,26 @@ use serde::{Deserialize, Serialize};
 /// Precision, recall and F1 of one class.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
+    /// The class.
     pub label: String,
+    /// Of the examples predicted as the class, the share that are.
     pub precision: f32,
+    /// Of the examples of the class, the share predicted as it.
     pub recall: f32,
+    /// Harmonic mean of precision and recall.
     pub f1: f32,
+    /// Examples of the class.
     pub support: usize,
 }
 
 /// Everything graft reports about a set of predictions.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
+    /// Share of examples whose most likely class is right.
     pub accuracy: f32,
+    /// Mean negative log-probability of the right class.
     pub log_loss: f32,
+    /// Per-class precision, recall and F1, in label order.
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]`.
     pub confusion: Vec<Vec<usize>>,

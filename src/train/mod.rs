@@ -30,11 +30,17 @@ use crate::{Error, Result};
 /// One epoch's numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
+    /// Epoch number, from 1.
     pub epoch: usize,
+    /// Mean training loss.
     pub loss: f32,
+    /// Training accuracy.
     pub accuracy: f32,
+    /// Validation loss, when there is a validation set.
     pub val_loss: Option<f32>,
+    /// Validation accuracy, when there is a validation set.
     pub val_accuracy: Option<f32>,
+    /// The learning rate of the epoch.
     pub lr: f32,
     /// Wall-clock seconds of the epoch (training and validation).
     #[serde(default)]
@@ -44,9 +50,11 @@ pub struct EpochRecord {
 /// The result of one [`fit`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitOutcome {
+    /// One record per epoch run.
     pub history: Vec<EpochRecord>,
     /// The epoch whose weights the model holds at the end (the best one under early stopping).
     pub best_epoch: usize,
+    /// Whether early stopping ended training.
     pub stopped_early: bool,
     /// Seconds spent in the loop by this process.
     pub seconds: f64,
@@ -59,11 +67,15 @@ pub struct FitOutcome {
 /// (to exercise `--resume`).
 #[derive(Clone, Debug)]
 pub struct Session {
+    /// Where checkpoints are written (none without it).
     pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoints found there.
     pub resume: bool,
+    /// Stop as if interrupted after this many epochs (for testing `--resume`).
     pub halt_after_epochs: Option<usize>,
     /// Least time between two checkpoints (one is always written on stopping and at the end).
     pub checkpoint_every: std::time::Duration,
+    /// How progress is reported.
     pub progress: ProgressMode,
     /// When set (from any thread), the loop stops at the end of the current epoch, writes a
     /// checkpoint and returns [`Error::Interrupted`].
@@ -79,7 +91,9 @@ pub struct Session {
 /// `[B, 1, 1, S]`, 0 at valid steps and `pad` at padding (e.g. MiniLM's `unsqueeze_12`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SequenceMask {
+    /// The graph input that takes the mask.
     pub name: String,
+    /// The mask's value at padding (a large negative number).
     pub pad: f32,
 }
 
@@ -152,9 +166,11 @@ pub fn class_weights(cfg: &ClassWeight, y: &[usize], n_classes: usize) -> Result
 /// What one [`fit`] trains on and how.
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
+    /// The training examples.
     pub train: &'a Dataset,
     /// Watched by early stopping and plateau when given (else the training loss is).
     pub val: Option<&'a Dataset>,
+    /// Epochs, batch size, optimizer, callbacks.
     pub cfg: &'a TrainConfig,
     /// Per-class loss weights ([`class_weights`]).
     pub class_weights: Option<&'a [f32]>,

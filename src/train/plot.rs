@@ -28,8 +28,11 @@ fn plot_err(e: impl std::fmt::Display) -> Error {
 
 /// One named line of a learning curve: `(epoch, value)` points.
 pub struct Series {
+    /// Legend entry.
     pub name: String,
+    /// `(epoch, value)` points.
     pub points: Vec<(f32, f32)>,
+    /// Drawn dashed (validation curves).
     pub dashed: bool,
     /// Drawn thin and pale, without its own legend entry (one cross-validation fold).
     pub faint: bool,
@@ -37,7 +40,9 @@ pub struct Series {
 
 /// One training run's history to plot (a fold, a fold mean, a final model).
 pub struct Curve {
+    /// Legend prefix.
     pub name: String,
+    /// The run's epochs.
     pub history: Vec<EpochRecord>,
     /// See [`Series::faint`].
     pub faint: bool,

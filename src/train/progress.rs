@@ -20,9 +20,11 @@ pub enum ProgressMode {
 /// How far one task has got, as shown to the observer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
+    /// What the task is (a run name, `embedding`).
     pub label: String,
     /// What a step is, plural (`epochs`, `items`).
     pub unit: String,
+    /// Steps in all.
     pub total: u64,
     /// Whole steps done.
     pub done: u64,

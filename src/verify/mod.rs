@@ -17,8 +17,11 @@ pub const TOLERANCE: f32 = 1e-4;
 /// One engine compared with the reference.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineCheck {
+    /// The engine (`tract`, `ort`).
     pub engine: String,
+    /// Examples compared.
     pub rows: usize,
+    /// Largest absolute difference of any probability.
     pub max_abs_diff: f32,
     /// Share of rows whose argmax equals the reference's.
     pub argmax_agreement: f32,
@@ -58,11 +61,14 @@ impl EngineCheck {
 pub struct Verification {
     /// What the engines are compared against (`native`).
     pub reference: String,
+    /// The largest difference that passes.
     pub tolerance: f32,
+    /// One per engine that ran.
     pub engines: Vec<EngineCheck>,
     /// Engines that could not run here, with the reason (e.g. ONNX Runtime not installed).
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// Every engine within `tolerance` with 100% argmax agreement.
     pub passed: bool,
 }
 
@@ -119,7 +125,9 @@ impl Verification {
 
 /// The engines a verification runs, and why any was skipped.
 pub struct Engines {
+    /// The engines loaded.
     pub engines: Vec<Box<dyn Backend>>,
+    /// Engines that could not be loaded, with the reason.
     pub skipped: Vec<String>,
 }
 
