@@ -1,7 +1,7 @@
 //! [`Model`]: an exported model loaded once, then asked for predictions many times.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use ndarray::{Array2, ArrayD, ArrayView2, Ix2};
 
@@ -30,7 +30,8 @@ pub struct Model {
     engine: Mutex<Box<dyn Backend>>,
     engine_name: &'static str,
     device: String,
-    text: Option<(TextEncoder, TextMeta)>,
+    /// A text model's tokenizer, read at load, or on first use after [`Model::load_for`].
+    text: OnceLock<(TextEncoder, TextMeta)>,
     batch: usize,
 }
 
@@ -92,11 +93,16 @@ impl Model {
     pub fn load_with(path: impl AsRef<Path>, opts: &EngineOptions) -> Result<Model> {
         let path = path.as_ref().to_path_buf();
         let meta = ModelMeta::read(&path)?;
-        Model::open(path, meta, opts)
+        let model = Model::open(path, meta, opts)?;
+        if model.meta.task == ModelTask::Text {
+            model.text()?;
+        }
+        Ok(model)
     }
 
     /// Loads the model at `path` for `request`, refusing inputs it cannot take (naming its task and
-    /// what it takes) before the engine or the tokenizer is loaded.
+    /// what it takes) before the engine is loaded; a text model's tokenizer is read when the first
+    /// texts are, so that an unreadable input is reported before a missing tokenizer.
     pub fn load_for(path: impl AsRef<Path>, opts: &EngineOptions, request: &Request) -> Result<Model> {
         let path = path.as_ref().to_path_buf();
         let meta = ModelMeta::read(&path)?;
@@ -106,12 +112,18 @@ impl Model {
 
     fn open(path: PathBuf, meta: ModelMeta, opts: &EngineOptions) -> Result<Model> {
         let engine = crate::backend::open(&path, opts)?;
-        let text = match meta.task {
-            ModelTask::Text => Some(text_encoder(&path, &meta)?),
-            _ => None,
-        };
         let (engine_name, device) = (engine.name(), engine.device());
+        let text = OnceLock::new();
         Ok(Model { path, meta, engine: Mutex::new(engine), engine_name, device, text, batch: DEFAULT_BATCH })
+    }
+
+    /// The tokenizer and text settings of a text model, read once.
+    fn text(&self) -> Result<&(TextEncoder, TextMeta)> {
+        if let Some(t) = self.text.get() {
+            return Ok(t);
+        }
+        let loaded = text_encoder(&self.path, &self.meta)?;
+        Ok(self.text.get_or_init(|| loaded))
     }
 
     /// Runs at most `n` items (images, texts, rows) per engine run (default 32).
@@ -252,9 +264,10 @@ impl Model {
     }
 
     fn predict_texts_as<S: AsRef<str>>(&self, texts: &[S], ids: Vec<String>) -> Result<Vec<Prediction>> {
-        let Some((encoder, text)) = &self.text else {
+        if self.meta.task != ModelTask::Text {
             return Err(self.refuse("texts"));
-        };
+        }
+        let (encoder, text) = self.text()?;
         let mut out = Vec::with_capacity(texts.len());
         for (chunk, chunk_ids) in texts.chunks(self.batch).zip(ids.chunks(self.batch)) {
             let refs: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
