@@ -60,12 +60,58 @@ ensure_venv() {
     fi
 }
 
-# Builds graft in release mode and sets GRAFT to the binary.
+# Builds graft in release mode and sets GRAFT to the binary; then makes sure graft runs on ONNX
+# Runtime (ensure_ort), so that no benchmark silently measures tract.
 build_graft() {
     log "building graft (release)"
     cargo build --release --quiet
     GRAFT="$ROOT/target/release/graft"
     [[ -x "$GRAFT" ]] || die "$GRAFT not found after build"
+    ensure_ort
+}
+
+# Installs the pinned ONNX Runtime with scripts/setup-ort.sh (idempotent), exports ORT_DYLIB_PATH,
+# and checks that graft loads it (`graft bench --backend ort` on a fixture): stops the benchmark
+# with the reason when it cannot. Every graft command of a benchmark that runs a model passes
+# `--backend ort` (or `--set backbone.backend=ort`) besides, so none falls back to tract.
+ensure_ort() {
+    local line err
+    line=$("$ROOT/scripts/setup-ort.sh" | tail -n 1) \
+        || die "scripts/setup-ort.sh failed: cannot install ONNX Runtime, and these benchmarks compare graft on ONNX Runtime"
+    [[ "$line" == ORT_DYLIB_PATH=* ]] || die "scripts/setup-ort.sh printed no ORT_DYLIB_PATH=... line (got: $line)"
+    export ORT_DYLIB_PATH="${line#ORT_DYLIB_PATH=}"
+    err=$("$GRAFT" bench "$ROOT/tests/fixtures/tiny_cnn.onnx" --backend ort --device cpu --batch 1 --iters 1 \
+        --warmup 0 2>&1 >/dev/null) \
+        || die "graft cannot run on ONNX Runtime ($ORT_DYLIB_PATH): $err"
+    log "ONNX Runtime: $ORT_DYLIB_PATH"
+}
+
+# cpu_run OUT ERR CMD...: runs CMD with stdout to OUT and stderr to ERR; prints "WALL CPU" (seconds:
+# wall clock, and the command's user + system CPU time including its threads and children). On
+# failure prints nothing and returns the command's status.
+cpu_run() {
+    local out=$1 err=$2
+    shift 2
+    python3 - "$out" "$err" "$@" <<'PY'
+import os, sys, time
+out, err, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+t0 = time.perf_counter()
+with open(out, "wb") as o, open(err, "wb") as e:
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(o.fileno(), 1)
+        os.dup2(e.fileno(), 2)
+        try:
+            os.execvp(cmd[0], cmd)
+        finally:
+            os._exit(127)
+    _, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+code = os.waitstatus_to_exitcode(status)
+if code != 0:
+    sys.exit(code if code > 0 else 1)
+print(f"{wall:.4f} {ru.ru_utime + ru.ru_stime:.4f}")
+PY
 }
 
 # graft_fit OUT PIPELINE [ARGS...]: runs `graft fit PIPELINE --out OUT ARGS...` into a fresh OUT; on

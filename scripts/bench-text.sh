@@ -99,7 +99,7 @@ keras_json=$(tail -n 1 "$tmp/keras.json")
 
 # -------------------------------------------------------- graft MiniLM ----
 log "graft embed all-minilm-l6-v2 ($SENTENCES sentences, no cache)"
-"$GRAFT" embed all-minilm-l6-v2 "$CSV" --model ../shared/models/all-minilm-l6-v2/model.onnx --device cpu --text-column text --label-column author --limit "$SENTENCES" \
+"$GRAFT" embed all-minilm-l6-v2 "$CSV" --model ../shared/models/all-minilm-l6-v2/model.onnx --backend ort --device cpu --text-column text --label-column author --limit "$SENTENCES" \
     --out "$tmp/text.safetensors" --no-cache --batch "$BATCH" \
     >"$tmp/embed.out" 2>"$tmp/embed.err" \
     || { cat "$tmp/embed.out" "$tmp/embed.err" >&2; die "graft embed failed"; }

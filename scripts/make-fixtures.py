@@ -120,8 +120,28 @@ def tiny_cam():
     save(m, "tiny_cam.onnx")
 
 
+def gap_224():
+    """input [N,3,224,224] -> GlobalAveragePool -> Flatten -> features [N,3]: a backbone that costs
+    nothing, so that `graft embed` on it measures preprocessing alone (scripts/bench-embed.sh)."""
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["input"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["features"], axis=1, name="flatten"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "gap_224",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 224, 224])],
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 3])],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    helper.set_model_props(m, {"fixture": "gap_224"})
+    save(m, "gap_224.onnx")
+
+
 if __name__ == "__main__":
     os.makedirs(OUT, exist_ok=True)
     tiny_cnn()
     tiny_text()
     tiny_cam()
+    gap_224()

@@ -138,7 +138,12 @@ impl Backbone {
     /// feature-cache key.
     pub fn recipe(&self, encoder: Option<&TextEncoder>) -> Result<String> {
         let recipe = match (&self.preprocess, encoder) {
-            (Some(pre), _) => serde_json::json!({ "cut": self.cut, "preprocess": pre }),
+            // Scaled JPEG decoding changes the pixels of large JPEGs a little: part of the key.
+            (Some(pre), _) => serde_json::json!({
+                "cut": self.cut,
+                "preprocess": pre,
+                "jpeg_dct_scaling": crate::preprocess::image::scaled_jpeg_enabled(),
+            }),
             (None, Some(enc)) => serde_json::json!({
                 "pooling": self.pooling(),
                 "max_length": enc.max_length,
@@ -215,5 +220,18 @@ mod tests {
         let enc = TextEncoder::train_word_level(&["a b".to_string()], 10, true, 8).unwrap();
         let v: serde_json::Value = serde_json::from_str(&b.recipe(Some(&enc)).unwrap()).unwrap();
         assert_eq!((v["pooling"].as_str(), v["max_length"].as_u64()), (Some("cls"), Some(8)));
+        let image = Backbone {
+            preprocess: Some(ImagePreprocess {
+                size: 8,
+                resize: crate::config::manifest::ResizeMode::Stretch,
+                mean: [0.0; 3],
+                std: [1.0; 3],
+                layout: crate::config::manifest::Layout::Nchw,
+                dtype: crate::backend::Dtype::F32,
+            }),
+            ..b
+        };
+        let v: serde_json::Value = serde_json::from_str(&image.recipe(None).unwrap()).unwrap();
+        assert_eq!(v["jpeg_dct_scaling"], true, "whether large JPEGs are decoded scaled is part of the key");
     }
 }

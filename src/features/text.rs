@@ -76,7 +76,7 @@ pub fn embed_texts(
     let inputs = backbone.inputs.clone();
     let prepare = |idx: &[usize]| {
         let batch: Vec<&str> = idx.iter().map(|&k| texts[order[k]].as_str()).collect();
-        let mut prepared = Prepared { inputs: Vec::new(), ok: idx.to_vec(), skipped: Vec::new() };
+        let mut prepared = Prepared { inputs: Vec::new(), ok: idx.to_vec(), ..Prepared::default() };
         match encoder.encode(&batch).and_then(|e| e.inputs(&inputs)) {
             Ok(tensors) => prepared.inputs = tensors,
             Err(err) => {
@@ -122,7 +122,7 @@ pub fn embed_texts(
         skipped: embedded.skipped,
         computed: embedded.computed,
         seconds: started.elapsed().as_secs_f64(),
-        warnings: embedded.warnings,
+        ..embedded
     })
 }
 

@@ -3,12 +3,14 @@
 //! (`fast_image_resize`), normalise into an NCHW tensor. The recipe is serialisable: it goes into
 //! the exported model's `graft.preprocess` metadata and into the feature cache key.
 
-use std::io::BufReader;
+use std::io::Cursor;
 use std::path::Path;
 
 use fast_image_resize as fr;
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
-use ndarray::{Array4, ArrayView3};
+use ndarray::{Array4, ArrayView3, ArrayViewMut3};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::manifest::{ImageInput, Layout, ResizeMode};
@@ -68,11 +70,20 @@ impl ImagePreprocess {
         serde_json::from_str(s).map_err(|e| Error::Invalid(format!("graft.preprocess: {e}")))
     }
 
-    /// Decodes `path` and resizes it to `size x size` RGB; a file that cannot be used is a [`Skip`]
-    /// naming it and the reason.
+    /// Decodes `path` and resizes it to `size x size` RGB, reading the file once; a file that
+    /// cannot be used is a [`Skip`] naming it and the reason.
     pub fn load(&self, path: &Path) -> std::result::Result<RgbImage, Skip> {
+        let bytes =
+            std::fs::read(path).map_err(|e| Skip { path: path.display().to_string(), reason: e.to_string() })?;
+        self.load_bytes(path, &bytes)
+    }
+
+    /// [`ImagePreprocess::load`] on a file's bytes already in memory (`path` names it in a
+    /// [`Skip`]). Large JPEGs are decoded at a reduced DCT scale when the result still covers
+    /// `size x size` (see [`decode_bytes`]).
+    pub fn load_bytes(&self, path: &Path, bytes: &[u8]) -> std::result::Result<RgbImage, Skip> {
         let skip = |reason: String| Skip { path: path.display().to_string(), reason };
-        let img = decode(path).map_err(skip)?;
+        let img = decode_bytes(bytes, Some(self.size)).map_err(skip)?;
         self.resize(&img).map_err(skip)
     }
 
@@ -99,17 +110,26 @@ impl ImagePreprocess {
             Layout::Nchw => Array4::<f32>::zeros((images.len(), 3, s, s)),
             Layout::Nhwc => Array4::<f32>::zeros((images.len(), s, s, 3)),
         };
-        for (i, img) in images.iter().enumerate() {
+        let per_image = 3 * s * s;
+        let flat = out.as_slice_mut().expect("a new array is contiguous");
+        flat.par_chunks_mut(per_image.max(1)).zip(images.par_iter()).for_each(|(chunk, img)| {
             let px = ArrayView3::from_shape((s, s, 3), img.as_raw()).expect("resized to size x size");
+            let mut dst = match self.layout {
+                Layout::Nchw => ArrayViewMut3::from_shape((3, s, s), chunk).expect("3 x size x size"),
+                Layout::Nhwc => {
+                    let mut v = ArrayViewMut3::from_shape((s, s, 3), chunk).expect("size x size x 3");
+                    v.swap_axes(0, 2);
+                    v.swap_axes(1, 2);
+                    v
+                }
+            };
             for (c, (&mean, &scale)) in self.mean.iter().zip(&scale).enumerate() {
                 let plane = px.index_axis(ndarray::Axis(2), c);
-                let mut dst = match self.layout {
-                    Layout::Nchw => out.slice_mut(ndarray::s![i, c, .., ..]),
-                    Layout::Nhwc => out.slice_mut(ndarray::s![i, .., .., c]),
-                };
-                ndarray::Zip::from(&mut dst).and(&plane).for_each(|d, &p| *d = (p as f32 - mean) * scale);
+                ndarray::Zip::from(dst.index_axis_mut(ndarray::Axis(0), c))
+                    .and(&plane)
+                    .for_each(|d, &p| *d = (p as f32 - mean) * scale);
             }
-        }
+        });
         out
     }
 
@@ -124,20 +144,42 @@ impl ImagePreprocess {
     }
 }
 
+/// Whether large JPEGs are decoded at a reduced DCT scale: yes unless `GRAFT_FULL_DECODE=1` (for
+/// comparisons; read once per process).
+pub fn scaled_jpeg_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("GRAFT_FULL_DECODE").map_or(true, |v| v.is_empty() || v == "0"))
+}
+
 /// Decodes an image file to RGB8 with EXIF orientation applied, refusing oversized images before
-/// they are decoded.
+/// they are decoded; the file is read once.
 pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() == 0 {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    decode_bytes(&bytes, None)
+}
+
+/// Decodes an image file's bytes to RGB8 with EXIF orientation applied, refusing oversized images
+/// before they are decoded. With `min_side`, a JPEG whose width and height are both at least twice
+/// `min_side` is decoded at the smallest DCT scale (1/2, 1/4 or 1/8) that keeps both at least
+/// `min_side` (as libjpeg-turbo's scaled decoding and Pillow's `draft()` do), unless
+/// [`scaled_jpeg_enabled`] says no; the caller resizes the result.
+pub fn decode_bytes(bytes: &[u8], min_side: Option<u32>) -> std::result::Result<RgbImage, String> {
+    if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
-    if let Some(reason) = truncated_jpeg(path) {
+    if let Some(reason) = truncated_jpeg(bytes) {
         return Err(reason);
     }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("not an image (unknown format)".into());
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    match reader.format() {
+        None => return Err("not an image (unknown format)".into()),
+        Some(image::ImageFormat::Jpeg) => {
+            // A JPEG the scaled decoder refuses goes to the full decoder, whose verdict stands.
+            if let Some(Ok(Some(img))) = min_side.filter(|_| scaled_jpeg_enabled()).map(|m| scaled_jpeg(bytes, m)) {
+                return Ok(img);
+            }
+        }
+        Some(_) => {}
     }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -155,21 +197,51 @@ pub fn decode(path: &Path) -> std::result::Result<RgbImage, String> {
     Ok(img.to_rgb8())
 }
 
+/// The DCT scale denominator (1, 2, 4 or 8) for a `w x h` JPEG that must keep both sides at least
+/// `min_side`.
+pub fn jpeg_scale(w: u32, h: u32, min_side: u32) -> u32 {
+    [8, 4, 2].into_iter().find(|d| w.div_ceil(*d) >= min_side && h.div_ceil(*d) >= min_side).unwrap_or(1)
+}
+
+/// A JPEG decoded at a reduced DCT scale, or `None` when no reduction applies (small images) or
+/// the pixel format is one the full decoder handles better (CMYK, 16-bit grey).
+fn scaled_jpeg(bytes: &[u8], min_side: u32) -> std::result::Result<Option<RgbImage>, String> {
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(MAX_ALLOC as usize);
+    decoder.read_info().map_err(|e| e.to_string())?;
+    let info = decoder.info().ok_or("no JPEG header")?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(format!("{w}x{h} is larger than the {MAX_SIDE}-pixel limit"));
+    }
+    let d = jpeg_scale(w, h, min_side);
+    if d == 1 || !matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) {
+        return Ok(None);
+    }
+    let (sw, sh) = decoder.scale(w.div_ceil(d) as u16, h.div_ceil(d) as u16).map_err(|e| e.to_string())?;
+    let pixels = decoder.decode().map_err(|e| e.to_string())?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    let img = match info.pixel_format {
+        jpeg_decoder::PixelFormat::L8 => DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(sw, sh, pixels).ok_or("decoded JPEG smaller than its header says")?,
+        ),
+        _ => DynamicImage::ImageRgb8(
+            RgbImage::from_raw(sw, sh, pixels).ok_or("decoded JPEG smaller than its header says")?,
+        ),
+    };
+    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+    let mut img = img;
+    img.apply_orientation(orientation);
+    Ok(Some(img.into_rgb8()))
+}
+
 /// JPEG decoders fill a truncated file's missing rows with grey instead of failing; a JPEG must end
 /// with its end-of-image marker (trailing padding aside).
-fn truncated_jpeg(path: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 2];
-    f.read_exact(&mut head).ok()?;
-    if head != [0xFF, 0xD8] {
+fn truncated_jpeg(bytes: &[u8]) -> Option<String> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
         return None;
     }
-    let len = f.metadata().ok()?.len();
-    let tail_len = len.min(4096);
-    f.seek(SeekFrom::Start(len - tail_len)).ok()?;
-    let mut tail = Vec::new();
-    f.read_to_end(&mut tail).ok()?;
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
     let end = tail.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace())?;
     let ok = end >= 1 && tail[end - 1] == 0xFF && tail[end] == 0xD9;
     (!ok).then(|| "truncated JPEG (no end-of-image marker)".to_string())
@@ -255,6 +327,84 @@ mod tests {
         pre.resize = ResizeMode::Stretch;
         let stretched = pre.resize(&wide).unwrap();
         assert!(stretched.get_pixel(0, 5)[0] < 50, "stretching keeps the black sides");
+    }
+
+    /// A `w x h` photo-like JPEG (smooth gradients, a disc, fine stripes), with EXIF `exif` if any.
+    fn big_jpeg(w: u32, h: u32, exif: Option<Vec<u8>>) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let disc = (fx - 0.6).powi(2) + (fy - 0.4).powi(2) < 0.04;
+            let stripe = ((x / 40 + y / 60) % 2) as f32 * 30.0;
+            match disc {
+                true => Rgb([230, 40 + (fy * 100.0) as u8, 30]),
+                false => Rgb([(fx * 200.0 + stripe) as u8, (fy * 180.0) as u8, (100.0 + stripe) as u8]),
+            }
+        });
+        let mut bytes = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+        if let Some(e) = exif {
+            enc.set_exif_metadata(e).unwrap();
+        }
+        enc.write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgb8).unwrap();
+        bytes
+    }
+
+    fn pre(size: u32) -> ImagePreprocess {
+        ImagePreprocess {
+            size,
+            resize: ResizeMode::Stretch,
+            mean: [127.0; 3],
+            std: [128.0; 3],
+            layout: Layout::Nchw,
+            dtype: crate::backend::Dtype::F32,
+        }
+    }
+
+    #[test]
+    fn the_dct_scale_keeps_both_sides_at_least_the_target() {
+        assert_eq!(jpeg_scale(4032, 3024, 224), 8, "12 MP: 504 x 378");
+        assert_eq!(jpeg_scale(1200, 900, 224), 4, "300 x 225");
+        assert_eq!(jpeg_scale(1200, 440, 224), 1, "440 / 2 is below 224");
+        assert_eq!(jpeg_scale(500, 375, 224), 1);
+        assert_eq!(jpeg_scale(3000, 1000, 224), 4, "the shorter side decides: 1000 / 4 = 250");
+    }
+
+    #[test]
+    fn a_large_jpeg_decoded_at_a_reduced_scale_stays_close_to_full_decode_and_resize() {
+        let bytes = big_jpeg(2400, 1800, None);
+        let full = decode_bytes(&bytes, None).unwrap();
+        assert_eq!(full.dimensions(), (2400, 1800));
+        let scaled = decode_bytes(&bytes, Some(224)).unwrap();
+        assert_eq!(scaled.dimensions(), (300, 225), "decoded at 1/8");
+        let p224 = pre(224);
+        let (a, b) = (p224.resize(&full).unwrap(), p224.load_bytes(Path::new("big.jpg"), &bytes).unwrap());
+        let diffs: Vec<f32> = a.as_raw().iter().zip(b.as_raw()).map(|(&x, &y)| (x as f32 - y as f32).abs()).collect();
+        let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+        assert!(mean < 2.5, "mean absolute difference {mean} (0..255)");
+        assert!(mean > 0.0, "the scaled path was taken");
+
+        // The same class from the tiny CNN fixture, at its 8 x 8 input.
+        let pre8 = pre(8);
+        let small = [pre8.resize(&full).unwrap(), pre8.load_bytes(Path::new("big.jpg"), &bytes).unwrap()];
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny_cnn.onnx");
+        let mut engine = crate::backend::tract(&fixture).unwrap();
+        let x = crate::backend::Value::F32(pre8.tensor(&small).into_dyn());
+        let probs = engine.run_output(vec![("image".into(), x)], "probs").unwrap();
+        let class = |r: usize| (0..3).max_by(|&i, &j| probs[[r, i]].total_cmp(&probs[[r, j]])).unwrap();
+        assert_eq!(class(0), class(1), "{probs:?}");
+        for i in 0..3 {
+            assert!((probs[[0, i]] - probs[[1, i]]).abs() < 0.02, "{probs:?}");
+        }
+    }
+
+    #[test]
+    fn the_scaled_decode_applies_exif_orientation() {
+        let exif = vec![0x4D, 0x4D, 0x00, 0x2A, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0];
+        let bytes = big_jpeg(1600, 1200, Some(exif));
+        let scaled = decode_bytes(&bytes, Some(224)).unwrap();
+        assert_eq!(scaled.dimensions(), (300, 400), "1/4 scale, then turned upright");
+        let full = decode_bytes(&bytes, None).unwrap();
+        assert_eq!(full.dimensions(), (1200, 1600));
     }
 
     #[test]
