@@ -62,8 +62,11 @@ impl std::str::FromStr for Dtype {
 /// A tensor crossing the engine boundary.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// 32-bit floats.
     F32(ArrayD<f32>),
+    /// 64-bit integers.
     I64(ArrayD<i64>),
+    /// Bytes.
     U8(ArrayD<u8>),
 }
 

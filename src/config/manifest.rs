@@ -37,7 +37,9 @@ pub struct Manifest {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BackboneKind {
+    /// Takes images.
     Image,
+    /// Takes token ids.
     Text,
 }
 
@@ -63,8 +65,10 @@ pub struct ImageInput {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Layout {
     #[serde(rename = "NCHW")]
+    /// `[N, channels, height, width]`.
     Nchw,
     #[serde(rename = "NHWC")]
+    /// `[N, height, width, channels]`.
     Nhwc,
 }
 

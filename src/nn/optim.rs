@@ -11,7 +11,9 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
+    /// Stochastic gradient descent, with optional (Nesterov) momentum.
     Sgd,
+    /// Adam.
     Adam,
     /// Adam with decoupled weight decay (default decay 0.01).
     Adamw,

@@ -8,17 +8,24 @@ use pb::tensor_proto::DataType;
 /// A dimension of a graph input or output: fixed, or a named symbol such as the batch size.
 #[derive(Clone, Debug)]
 pub enum Dim {
+    /// A fixed size.
     Fixed(i64),
+    /// A named size, such as `N`.
     Symbol(String),
 }
 
 /// A node attribute.
 #[derive(Clone, Debug)]
 pub enum Attr {
+    /// An integer attribute.
     Int(&'static str, i64),
+    /// A float attribute.
     Float(&'static str, f32),
+    /// A list of integers.
     Ints(&'static str, Vec<i64>),
+    /// A list of floats.
     Floats(&'static str, Vec<f32>),
+    /// A string attribute.
     String(&'static str, String),
 }
 
