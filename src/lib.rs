@@ -15,6 +15,34 @@
 //! - [`hub`] pulls pretrained models (`hf://ORG/NAME/FILE`) into the standard cache;
 //! - [`onnx`] reads, writes, inspects and cuts graphs;
 //! - [`pipeline`] composes the stages for each task, driven by a [`config::PipelineConfig`].
+//!
+//! # As a library
+//!
+//! The `graft` command is a thin layer over this crate. The main entry points:
+//!
+//! - [`pipeline::Pipeline::from_toml`] or [`pipeline::Pipeline::builder`], then
+//!   [`pipeline::Pipeline::fit`], which returns a [`pipeline::Run`] (its folder, report and model);
+//! - [`predict::Model::load`] once, then [`predict::Model::predict_images`],
+//!   [`predict::Model::predict_texts`] or [`predict::Model::predict_rows`] (typed
+//!   [`predict::Prediction`]s; a `Model` is `Send + Sync`);
+//! - [`features::embed_dataset`] for the features of an image folder or a CSV of texts;
+//! - the [`nn`] layers, the trainer ([`train::fit`]) and [`export`] for heads of your own.
+//!
+//! The library never prints: warnings come back in results or through the `log` facade.
+//! `examples/` holds three complete programs (own features to a verified ONNX file; a model
+//! shared by several threads; the cats-vs-dogs pipeline built in code).
+//!
+//! ```
+//! # fn main() -> graft::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("model.onnx");
+//! # graft::predict::doc_model(&path)?;
+//! let model = graft::predict::Model::load(&path)?;
+//! let best = model.predict_rows(ndarray::array![[0.5f32, -1.0]].view())?;
+//! assert!(model.labels().contains(&best[0].label));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod backend;
 pub mod config;

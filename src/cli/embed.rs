@@ -1,12 +1,10 @@
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use graft::config::manifest::Manifest;
-use graft::data::{collect_images, ImageFolder};
-use graft::data::{read_text_csv, Labels, TextOptions};
-use graft::features::{cache, embed_images, embed_texts, Backbone, Embedded, FeatureCache, FeatureFile};
+use graft::features::partition::Shard;
+use graft::features::{cache, embed_dataset, Backbone, EmbedOptions, Items};
 use graft::train::ProgressMode;
 
 use super::engine::EngineArgs;
@@ -49,6 +47,11 @@ pub struct EmbedArgs {
     /// Recompute everything and keep nothing.
     #[arg(long)]
     no_cache: bool,
+    /// Embed only this worker's part: INDEX/COUNT (0-based, e.g. 2/8), or `auto` from a Kubernetes
+    /// Indexed Job (JOB_COMPLETION_INDEX of GRAFT_SHARDS) or a Slurm array (SLURM_ARRAY_TASK_ID of
+    /// SLURM_ARRAY_TASK_COUNT). Parts are decided by each item's content hash; share --cache.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -59,58 +62,42 @@ pub struct EmbedArgs {
 pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     let root = args.cache.clone().unwrap_or_else(cache::default_root);
     let backbone = Backbone::prepare(Manifest::load(&args.backbone)?, args.model.as_deref(), &root)?;
-    let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
-    if backbone.manifest.text.is_some() {
-        return embed_text(&args, &backbone, &root, progress);
-    }
-    let pre =
-        backbone.preprocess.clone().ok_or_else(|| anyhow::anyhow!("`{}` is not an image backbone", args.backbone))?;
-    let (paths, labels, classes) = match ImageFolder::scan(&args.data) {
-        Ok(folder) => {
-            let (p, l): (Vec<_>, Vec<_>) = folder.items.iter().cloned().unzip();
-            (p, l.into_iter().map(|c| c as f32).collect::<Vec<_>>(), folder.classes)
-        }
-        Err(_) => {
-            let p = collect_images(std::slice::from_ref(&args.data))?;
-            let n = p.len();
-            (p, vec![-1.0; n], Vec::new())
-        }
+    let opts = EmbedOptions {
+        text_column: args.text_column.clone(),
+        label_column: args.label_column.clone(),
+        limit: args.limit,
+        shard: args.shard,
+        batch: args.batch,
+        cache: (!args.no_cache).then_some(root),
+        engine: args.engine.options(),
+        progress: if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto },
     };
-    let n = args.limit.unwrap_or(paths.len()).min(paths.len());
-    let (paths, labels) = (&paths[..n], &labels[..n]);
-    let recipe = backbone.recipe(None)?;
-    let mut fcache =
-        if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(&root, &backbone.sha256, &recipe)? };
-    let emb = embed_images(&backbone, &args.engine.options(), paths, &mut fcache, args.batch, progress)?;
+    let data = embed_dataset(&backbone, &args.data, &opts)?;
+    let emb = &data.embedded;
+    if let Some(s) = args.shard {
+        let what = match data.items {
+            Items::Images => "images",
+            Items::Texts => "texts",
+        };
+        println!("shard {s}: {} of {} {what}", data.considered, data.before_shard);
+    }
     for s in &emb.skipped {
         eprintln!("skipped {}: {}", s.path, s.reason);
     }
-    let ids: Vec<String> = emb.rows.iter().map(|&i| paths[i].display().to_string()).collect();
-    let metadata = HashMap::from([
-        ("ids".to_string(), serde_json::to_string(&ids)?),
-        ("classes".to_string(), serde_json::to_string(&classes)?),
-        ("skipped".to_string(), serde_json::to_string(&emb.skipped)?),
-        ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
-        ("preprocess".to_string(), pre.to_json()),
-    ]);
-    write(&args, emb, labels, metadata)
-}
-
-fn write(
-    args: &EmbedArgs,
-    emb: Embedded,
-    labels: &[f32],
-    metadata: HashMap<String, String>,
-) -> anyhow::Result<ExitCode> {
     for w in &emb.warnings {
         eprintln!("warning: {w}");
     }
-    let file =
-        FeatureFile { features: emb.features.clone(), labels: emb.rows.iter().map(|&i| labels[i]).collect(), metadata };
-    file.save(&args.out)?;
+    data.to_file().save(&args.out)?;
     println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
+    if emb.computed > 0 {
+        println!("{}", pipeline_line(emb.engine_start, emb.waited, emb.pipeline_seconds));
+    }
     println!("{}", summary(emb.rows.len(), emb.computed, emb.seconds));
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_shard(spec: &str) -> Result<Shard, String> {
+    Shard::parse(spec).map_err(|e| e.to_string())
 }
 
 /// The closing line: `embedded N items in S s (R items/s)`, where the rate counts only the items
@@ -125,40 +112,26 @@ fn summary(items: usize, computed: usize, seconds: f64) -> String {
     format!("embedded {items} items in {seconds:.2} s ({how})")
 }
 
-fn embed_text(
-    args: &EmbedArgs,
-    backbone: &Backbone,
-    root: &std::path::Path,
-    progress: ProgressMode,
-) -> anyhow::Result<ExitCode> {
-    let encoder = backbone.text_encoder()?;
-    let opts = TextOptions { text: args.text_column.clone(), label: args.label_column.clone(), skip_bad_rows: false };
-    let table = read_text_csv(&args.data, &opts)?;
-    let n = args.limit.unwrap_or(table.texts.len()).min(table.texts.len());
-    let texts = &table.texts[..n];
-    let (labels, classes) = match &table.labels {
-        Some(raw) => {
-            let l = Labels::fit(raw);
-            (l.encode(&raw[..n])?.into_iter().map(|c| c as f32).collect::<Vec<_>>(), l.0)
-        }
-        None => (vec![-1.0; n], Vec::new()),
-    };
-    let recipe = backbone.recipe(Some(&encoder))?;
-    let mut fcache =
-        if args.no_cache { FeatureCache::disabled() } else { FeatureCache::open(root, &backbone.sha256, &recipe)? };
-    let emb = embed_texts(backbone, &args.engine.options(), &encoder, texts, &mut fcache, args.batch, progress)?;
-    let ids: Vec<String> = emb.rows.iter().map(|&i| format!("line {}", table.lines[i])).collect();
-    let metadata = HashMap::from([
-        ("ids".to_string(), serde_json::to_string(&ids)?),
-        ("classes".to_string(), serde_json::to_string(&classes)?),
-        ("backbone".to_string(), serde_json::to_string(&backbone.info())?),
-    ]);
-    write(args, emb, &labels, metadata)
+/// How the prepare-and-run pipeline went: `engine started in A s; waited W s for prepared batches
+/// (P% of the S s pipeline)`.
+fn pipeline_line(engine_start: f64, waited: f64, pipeline: f64) -> String {
+    let share = 100.0 * waited / pipeline.max(1e-9);
+    format!(
+        "engine started in {engine_start:.2} s; waited {waited:.2} s for prepared batches ({share:.1}% of the {pipeline:.2} s pipeline)"
+    )
 }
 
 #[cfg(test)]
 mod tests {
-    use super::summary;
+    use super::{pipeline_line, summary};
+
+    #[test]
+    fn the_pipeline_line_gives_the_share_of_the_run_spent_waiting() {
+        assert_eq!(
+            pipeline_line(0.5, 1.0, 40.0),
+            "engine started in 0.50 s; waited 1.00 s for prepared batches (2.5% of the 40.00 s pipeline)"
+        );
+    }
 
     #[test]
     fn a_cached_run_says_so_instead_of_a_rate() {

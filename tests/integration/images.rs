@@ -170,7 +170,7 @@ fn embed_writes_features_and_resumes_from_the_cache() {
     assert!(last.starts_with("embedded 6 items in "), "{last}");
     let file = graft::features::FeatureFile::load(&f).unwrap();
     assert_eq!(file.features.shape(), [6, 1280]);
-    assert_eq!(file.labels, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    assert_eq!(file.labels, Some(vec![0, 0, 0, 1, 1, 1]));
     assert!(file.metadata["skipped"].contains("notes.jpg"));
     // Everything cached now: the same features again, with no engine run.
     let g = tmp.path().join("g.safetensors");

@@ -11,5 +11,6 @@ mod hub;
 mod images;
 mod paths;
 mod runs;
+mod library;
 mod tabular;
 mod text;
