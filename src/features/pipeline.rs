@@ -11,6 +11,7 @@ use crate::{Error, Result};
 /// How many workers prepare batches and how many batches may be in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Flow {
+    /// Preparation threads.
     pub workers: usize,
     /// Jobs started and not yet consumed (being prepared, waiting, or being consumed), at most.
     pub in_flight: usize,
