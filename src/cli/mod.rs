@@ -1,6 +1,7 @@
 //! clap types only; each subcommand converts its arguments into library calls.
 
 mod bench;
+mod cache;
 mod cut;
 mod embed;
 mod engine;
@@ -42,6 +43,7 @@ enum Command {
     Cut(cut::CutArgs),
     Embed(embed::EmbedArgs),
     Bench(bench::BenchArgs),
+    Cache(cache::CacheArgs),
 }
 
 /// Runs the parsed command; the library's `log` warnings and its progress go to stderr.
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cut(a) => cut::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Cache(a) => cache::run(a),
     }
 }
 

@@ -50,7 +50,7 @@ fn front_states(
     let shas: Vec<String> = texts.iter().map(|t| io::sha256_hex(t.as_bytes())).collect();
     let key = |i: usize, t: usize| format!("{}/{t}", shas[i]);
     let missing: Vec<usize> =
-        (0..texts.len()).filter(|&i| (0..lengths[i]).any(|t| cache.get(&key(i, t)).is_none())).collect();
+        (0..texts.len()).filter(|&i| (0..lengths[i]).any(|t| !cache.contains(&key(i, t)))).collect();
     if !missing.is_empty() {
         let mut engine = crate::backend::open(&front.path, opts)?;
         for chunk in missing.chunks(batch) {
@@ -74,12 +74,15 @@ fn front_states(
         cache.compact()?;
     }
     let longest = lengths.iter().copied().max().unwrap_or(1).max(1);
-    let h = (0..texts.len()).find_map(|i| cache.get(&key(i, 0))).map_or(0, <[f32]>::len);
+    let h = cache.dim().unwrap_or(0);
     let mut out = Array3::<f32>::zeros((texts.len(), longest, h));
+    let mut row = Vec::with_capacity(h);
     for (i, &len) in lengths.iter().enumerate() {
         for t in 0..len {
-            let row = cache.get(&key(i, t)).expect("computed above");
-            out.slice_mut(ndarray::s![i, t, ..]).assign(&ndarray::ArrayView1::from(row));
+            if !cache.read_into(&key(i, t), &mut row)? {
+                return Err(Error::Invalid(format!("feature cache: the state of text {} at token {t} vanished", i + 1)));
+            }
+            out.slice_mut(ndarray::s![i, t, ..]).assign(&ndarray::ArrayView1::from(&row[..]));
         }
     }
     Ok((out, missing.len()))

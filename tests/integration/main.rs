@@ -5,6 +5,7 @@
 
 mod backends;
 mod cli;
+mod cluster;
 mod common;
 mod finetune;
 mod hub;
