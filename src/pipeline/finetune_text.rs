@@ -80,7 +80,7 @@ fn front_states(
     for (i, &len) in lengths.iter().enumerate() {
         for t in 0..len {
             if !cache.read_into(&key(i, t), &mut row)? {
-                return Err(Error::Invalid(format!("feature cache: the state of text {} at token {t} vanished", i + 1)));
+                return Err(Error::Invalid(format!("feature cache: text {} token {t} vanished", i + 1)));
             }
             out.slice_mut(ndarray::s![i, t, ..]).assign(&ndarray::ArrayView1::from(&row[..]));
         }
