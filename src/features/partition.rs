@@ -11,7 +11,9 @@ use crate::{io, Error, Result};
 /// Worker `index` of `count` (`0 <= index < count`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
+    /// This worker's part, from 0.
     pub index: u64,
+    /// Parts in all.
     pub count: u64,
 }
 

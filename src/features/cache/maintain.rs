@@ -38,6 +38,7 @@ pub fn cache_folders(dir: &Path) -> Result<Vec<PathBuf>> {
 /// What one feature folder holds.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FolderStats {
+    /// The folder.
     pub dir: PathBuf,
     /// `recipe.json`: the model's sha256 and the preprocessing recipe.
     pub recipe: Option<serde_json::Value>,
@@ -45,6 +46,7 @@ pub struct FolderStats {
     pub items: usize,
     /// Rows in all shards (more than `items` when shards overlap, before compaction).
     pub rows: usize,
+    /// Shard files.
     pub shards: usize,
     /// Bytes of the shard files.
     pub bytes: u64,
@@ -109,7 +111,12 @@ pub enum Dataset {
     /// A folder of images (class subfolders or not).
     Images(PathBuf),
     /// A CSV whose column `column` holds texts.
-    TextCsv { path: PathBuf, column: String },
+    TextCsv {
+        /// The CSV.
+        path: PathBuf,
+        /// Its text column.
+        column: String,
+    },
 }
 
 impl Dataset {
