@@ -48,6 +48,7 @@ pub mod backend;
 pub mod config;
 pub mod data;
 mod error;
+pub mod explain;
 pub mod export;
 pub mod features;
 pub mod graph;

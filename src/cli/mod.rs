@@ -4,6 +4,7 @@ mod bench;
 mod cache;
 mod cut;
 mod embed;
+mod explain;
 mod engine;
 mod fit;
 mod inspect;
@@ -43,6 +44,7 @@ enum Command {
     Cut(cut::CutArgs),
     Embed(embed::EmbedArgs),
     Bench(bench::BenchArgs),
+    Explain(explain::ExplainArgs),
     Cache(cache::CacheArgs),
 }
 
@@ -59,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cut(a) => cut::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Explain(a) => explain::run(a),
         Command::Cache(a) => cache::run(a),
     }
 }

@@ -182,22 +182,16 @@ fn verify_images(
 
 /// The evaluated examples predicted wrongly with the highest confidence (at most 10).
 pub fn mistakes(run: &HeadRun, data: &Dataset, labels: &Labels, id: impl Fn(usize) -> String) -> Vec<Mistake> {
-    let predicted = crate::train::metrics::argmax_rows(run.eval_proba.view());
-    let mut wrong: Vec<Mistake> = run
-        .eval_rows
-        .iter()
-        .enumerate()
-        .filter(|(k, &r)| predicted[*k] != data.y[r])
-        .map(|(k, &r)| Mistake {
-            id: id(r),
-            label: labels.0[data.y[r]].clone(),
-            predicted: labels.0[predicted[k]].clone(),
-            probability: run.eval_proba[[k, predicted[k]]],
+    super::mistakes::ranked(run, data)
+        .into_iter()
+        .take(10)
+        .map(|w| Mistake {
+            id: id(w.row),
+            label: labels.0[data.y[w.row]].clone(),
+            predicted: labels.0[w.predicted].clone(),
+            probability: w.probability,
         })
-        .collect();
-    wrong.sort_by(|a, b| b.probability.total_cmp(&a.probability));
-    wrong.truncate(10);
-    wrong
+        .collect()
 }
 
 /// The tensor where the tail starts: boundary `backbone.unfreeze` of `model` before `end` (the

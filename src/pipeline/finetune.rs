@@ -11,10 +11,11 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::common::{
-    dense_stack, embed_folder, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
+    dense_stack, embed_folder, engine_options, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
     phase_two_split, two_phase_run, unfreeze_tensor, verification_images,
 };
 use super::head::{finish, train_head, Finish};
+use super::mistakes;
 use super::report::{DataSummary, FineTuneSummary, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
@@ -108,7 +109,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let input = vec![(front.input.clone(), Value::F32(pre.tensor(&images).into_dyn()))];
     let at_start = verify::cpu_features(&front.path, input, &start)?;
     let native = train::predict(&mut run.model, &at_start, 64);
-    let (verification, outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+    let (verification, mut outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+    let file = |r: usize| paths[emb.rows[r]].clone();
+    let gallery = mistakes::write_images(out, (&run, &data, &labels), file, &engine_options(bcfg)?, &cfg.name)?;
+    outputs.push(gallery.into());
 
     let metrics = run.metrics(&data, &labels);
     let summary = FineTuneSummary {

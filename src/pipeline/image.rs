@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use super::common::{dense_stack, embed_folder, export_verified, image_summary, verification_images};
+use super::common::{dense_stack, embed_folder, engine_options, export_verified, image_summary, verification_images};
 use super::head::{finish, train_head, Finish};
+use super::mistakes;
 use super::report::{DataSummary, Report};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
@@ -42,7 +43,10 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     )?;
     let features = crate::features::flatten_rows(features, &backbone.output)?;
     let native = train::predict(&mut run.model, &features.into_dyn(), 1024);
-    let (verification, outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+    let (verification, mut outputs) = export_verified(cfg, out, &backbone, &labels, &mut run.model, &images, &native)?;
+    let file = |r: usize| paths[emb.rows[r]].clone();
+    let gallery = mistakes::write_images(out, (&run, &data, &labels), file, &engine_options(bcfg)?, &cfg.name)?;
+    outputs.push(gallery.into());
 
     let metrics = run.metrics(&data, &labels);
     let images = image_summary(&run, &data, &labels, &paths, &emb, &backbone, pre);

@@ -7,6 +7,7 @@ mod common;
 mod finetune;
 mod head;
 mod image;
+mod mistakes;
 mod report;
 mod run_dir;
 mod tabular;

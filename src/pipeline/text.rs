@@ -18,6 +18,7 @@ use ndarray::Array2;
 
 use super::common::{dense_stack, engine_options, mistakes};
 use super::head::{finish, train_head, train_head_with, training_rows, Finish, HeadRun};
+use super::mistakes;
 use super::report::{DataSummary, FineTuneSummary, Report, TextSummary};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
@@ -77,6 +78,8 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let metrics = run.metrics(&data, &labels);
     let mut summary = summary;
     summary.most_confidently_wrong = wrong_texts(&run, &data, &labels, &table, &text_of);
+    let text = |r: usize| (table.lines[text_of[r]], table.texts[text_of[r]].clone());
+    let listed = mistakes::write_texts(out, (&run, &data, &labels), text, &cfg.name)?;
     let mut report = finish(
         &run,
         Finish {
@@ -87,7 +90,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
             metrics,
             verification,
             total_seconds: started.elapsed().as_secs_f64(),
-            outputs: vec!["model.onnx".into(), "head.safetensors".into(), "tokenizer.json".into()],
+            outputs: vec!["model.onnx".into(), "head.safetensors".into(), "tokenizer.json".into(), listed.into()],
             images: None,
             text: Some(summary),
         },

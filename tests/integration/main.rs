@@ -7,6 +7,7 @@ mod backends;
 mod cli;
 mod cluster;
 mod common;
+mod explain;
 mod finetune;
 mod hub;
 mod images;
