@@ -13,11 +13,11 @@ mod run_dir;
 mod tabular;
 mod text;
 
+pub use builder::{Pipeline, PipelineBuilder, Run};
 pub use report::{
     DataSummary, FineTuneSummary, FoldResult, ImageSummary, Mistake, Phase, Report, TextSummary, Timing,
     ValidationSummary,
 };
-pub use builder::{Pipeline, PipelineBuilder, Run};
 pub use run_dir::{Inputs, RunDir};
 
 use std::path::PathBuf;
