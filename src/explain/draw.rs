@@ -64,7 +64,9 @@ pub fn overlay(photo: &RgbImage, map: ArrayView2<f32>) -> RgbImage {
 pub struct Tile {
     /// The photo with its heatmap.
     pub image: RgbImage,
+    /// The true class.
     pub truth: String,
+    /// The class predicted.
     pub predicted: String,
     /// The predicted class's probability.
     pub probability: f32,

@@ -97,6 +97,7 @@ pub struct Explanation {
     pub probability: f32,
     /// The most probable class and its probability (the same as `class` unless one was asked).
     pub predicted: String,
+    /// The most probable class's probability.
     pub predicted_probability: f32,
     /// The normalised low-resolution map, `[h][w]`, values in `[0, 1]`.
     pub map: Vec<Vec<f32>>,
