@@ -62,10 +62,16 @@ ensure_venv() {
 
 # Builds graft in release mode and sets GRAFT to the binary; then makes sure graft runs on ONNX
 # Runtime (ensure_ort), so that no benchmark silently measures tract.
+# GRAFT_BIN=/path/to/graft skips the build and uses that binary (on a machine where others build).
 build_graft() {
-    log "building graft (release)"
-    cargo build --release --quiet
-    GRAFT="$ROOT/target/release/graft"
+    if [[ -n "${GRAFT_BIN:-}" ]]; then
+        GRAFT=$GRAFT_BIN
+        log "using $GRAFT (GRAFT_BIN), not building"
+    else
+        log "building graft (release)"
+        cargo build --release --quiet
+        GRAFT="$ROOT/target/release/graft"
+    fi
     [[ -x "$GRAFT" ]] || die "$GRAFT not found after build"
     ensure_ort
 }
