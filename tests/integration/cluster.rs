@@ -112,10 +112,18 @@ fn indexed_job_with_a_killed_worker_then_embed_and_fit_compute_nothing_new() {
     let started = Instant::now();
     loop {
         let written = std::fs::read_dir(cache.join("features"))
-            .map(|d| d.flatten().map(|f| std::fs::read_dir(f.path()).map_or(0, |s| s.count())).sum::<usize>())
+            .map(|d| {
+                d.flatten()
+                    .map(|f| {
+                        std::fs::read_dir(f.path()).map_or(0, |s| {
+                            s.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "safetensors")).count()
+                        })
+                    })
+                    .sum::<usize>()
+            })
             .unwrap_or(0);
-        // recipe.json and at least three shards.
-        if written >= 4 || started.elapsed() > Duration::from_secs(60) {
+        // At least three shards (temporary files do not count).
+        if written >= 3 || started.elapsed() > Duration::from_secs(60) {
             break;
         }
         std::thread::sleep(Duration::from_millis(1));
