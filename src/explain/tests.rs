@@ -172,7 +172,7 @@ fn gallery_draws_captioned_tiles() {
     let img = image::open(&path).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (GAP_TEST + 4 * (192 + GAP_TEST), 40 + 2 * (192 + 42 + GAP_TEST)));
     // Caption text under the first tile: dark and red pixels.
-    let caption = (10..150).flat_map(|x| (202 + 2..202 + 40).map(move |y| (x, y)));
+    let caption = (10..150).flat_map(|x| (40 + 192..40 + 192 + 42).map(move |y| (x, y)));
     let pixels: Vec<_> = caption.map(|(x, y)| *img.get_pixel(x, y)).collect();
     assert!(pixels.iter().any(|p| p[0] < 100 && p[1] < 100), "no black text");
     assert!(pixels.iter().any(|p| p[0] as i32 > p[1] as i32 + 60), "no red text");
