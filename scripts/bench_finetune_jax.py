@@ -15,8 +15,8 @@ element (as graft's `Tail`), read from the ONNX file; scalars and shapes stay co
                 head: Dropout(0.2), Dense(384, 256), ReLU, Dropout(0.2), Dense(256, 3).
                 Batches as graft's trainer buckets them (src/train/mod.rs `batches`): shuffle,
                 pools of 32 batches sorted by length, batches of --batch, batch order shuffled,
-                each batch cut to its longest row. Validation: chunks of max(batch, 256) rows in
-                order, each cut to its longest row (`predict_masked`).
+                each batch cut to its longest row. Validation: rows sorted by length, chunks of
+                max(batch, 256) rows, each cut to its longest row (`predict_masked`).
 --task effnet   EfficientNet-Lite0, tail from `add_54` (last block + 1x1 head conv) to
                 `features`, then Dropout(0.2), Dense(1280, 2); batches of --batch in shuffled
                 order, validation in chunks of 256 (`predict_with`).
@@ -497,7 +497,9 @@ def main():
     plans = [epoch_batches(len(tr), args.batch, tr_len, rng) for _ in range(args.epochs)]
     plans = [[tr[b] for b in plan] for plan in plans]
     vchunk = max(args.batch, 256)
-    vplan = [va[s: s + vchunk] for s in range(0, len(va), vchunk)]
+    # graft batches validation rows by length (`predict_masked`): sorted, then chunked.
+    va_order = va if lengths is None else va[np.argsort(lengths[va], kind="stable")]
+    vplan = [va_order[s: s + vchunk] for s in range(0, len(va_order), vchunk)]
 
     # Ahead-of-time compilation of every batch shape the timed epochs use.
     m = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -539,8 +541,8 @@ def main():
             x, valid = gather(rows)
             probs.append(np.asarray(preds[shape_of(rows)](params, x, valid)))
         p = np.concatenate(probs)
-        val_acc = float(np.mean(np.argmax(p, 1) == y[va]))
-        val_loss = float(-np.mean(np.log(np.clip(p[np.arange(len(va)), y[va]], 1e-7, 1.0))))
+        val_acc = float(np.mean(np.argmax(p, 1) == y[va_order]))
+        val_loss = float(-np.mean(np.log(np.clip(p[np.arange(len(va)), y[va_order]], 1e-7, 1.0))))
         done = time.perf_counter()
         history.append(dict(epoch=e + 1, seconds=done - started, train_seconds=trained - started,
                             val_seconds=done - trained, loss=loss_sum / len(tr), accuracy=hits / len(tr),

@@ -69,19 +69,45 @@ pub struct BackboneConfig {
     /// Feature cache root (default `$GRAFT_CACHE` or `~/.cache/graft`).
     #[serde(default)]
     pub cache: Option<PathBuf>,
-    /// Fine-tune the last N blocks (`graft inspect` numbers the boundaries from the end); 0 keeps
-    /// the whole backbone frozen.
+    /// Fine-tune the last N blocks (`graft inspect` numbers the boundaries from the end), or
+    /// `"all"` (everything after the first boundary: the embeddings for a transformer); 0 keeps the
+    /// whole backbone frozen.
     #[serde(default)]
-    pub unfreeze: usize,
+    pub unfreeze: Unfreeze,
     /// Fine-tune everything after this tensor instead of counting blocks.
     #[serde(default)]
     pub unfreeze_from: Option<String>,
 }
 
 impl BackboneConfig {
-    /// Whether part of the backbone is trained (`unfreeze > 0` or `unfreeze_from`).
+    /// Whether part of the backbone is trained (`unfreeze` not 0, or `unfreeze_from`).
     pub fn fine_tunes(&self) -> bool {
-        self.unfreeze > 0 || self.unfreeze_from.is_some()
+        self.unfreeze != Unfreeze::Blocks(0) || self.unfreeze_from.is_some()
+    }
+}
+
+/// How much of a backbone `backbone.unfreeze` trains: its last N blocks (TOML `2`), or every
+/// block (TOML `"all"`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Unfreeze {
+    /// The last N blocks; 0 is the frozen backbone.
+    Blocks(usize),
+    /// Everything after the first block boundary.
+    All(AllBlocks),
+}
+
+/// The word `"all"` of [`Unfreeze::All`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AllBlocks {
+    /// `"all"`.
+    All,
+}
+
+impl Default for Unfreeze {
+    fn default() -> Self {
+        Unfreeze::Blocks(0)
     }
 }
 
@@ -454,7 +480,7 @@ impl PipelineConfig {
     /// checked against the backbone when the pipeline runs).
     fn check_fine_tune(&self, b: &BackboneConfig) -> Result<()> {
         let bad = |field: &str, msg: &str| Err(Error::config(field, msg));
-        if b.unfreeze > 0 && b.unfreeze_from.is_some() {
+        if b.unfreeze != Unfreeze::Blocks(0) && b.unfreeze_from.is_some() {
             return bad("backbone.unfreeze_from", "give either backbone.unfreeze or backbone.unfreeze_from, not both");
         }
         if b.unfreeze_from.as_deref() == Some("") {

@@ -139,13 +139,17 @@ manifest = "m"
 fn fine_tuning_settings_are_checked() {
     let cfg = PipelineConfig::parse(IMAGE, "p.toml", &[]).unwrap();
     let b = cfg.backbone.as_ref().unwrap();
-    assert!(!b.fine_tunes() && b.unfreeze == 0, "frozen by default");
+    assert!(!b.fine_tunes() && b.unfreeze == Unfreeze::Blocks(0), "frozen by default");
     let ft = &cfg.train.fine_tune;
     assert_eq!((ft.tail_lr, ft.head_lr, ft.weight_decay, ft.clip_norm), (1e-4, 1e-3, 0.01, Some(1.0)));
     let set = ["backbone.unfreeze=2".to_string(), "train.fine_tune.epochs=4".to_string()];
     let cfg = PipelineConfig::parse(IMAGE, "p.toml", &set).unwrap();
     assert!(cfg.backbone.unwrap().fine_tunes());
     assert_eq!(cfg.train.fine_tune.epochs, 4);
+    let cfg = PipelineConfig::parse(IMAGE, "p.toml", &["backbone.unfreeze='all'".to_string()]).unwrap();
+    assert_eq!(cfg.backbone.unwrap().unfreeze, Unfreeze::All(AllBlocks::All));
+    let e = PipelineConfig::parse(IMAGE, "p.toml", &["backbone.unfreeze='most'".to_string()]).unwrap_err();
+    assert!(e.to_string().contains("backbone"), "{e}");
 
     let text_encoder = IMAGE
         .replace("task = \"image\"", "task = \"text_encoder\"")

@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::Tail;
+use crate::config::Unfreeze;
 use crate::onnx::pb;
 
 /// Why a tensor is a block boundary.
@@ -169,17 +170,21 @@ pub fn blocks(model: &pb::ModelProto, end: Option<&str>) -> Vec<Boundary> {
         .collect()
 }
 
-/// The tensor where `unfreeze = n` starts (boundary `n` of [`blocks`] before `end`), for the
-/// backbone named `what` in errors.
+/// The tensor where `unfreeze = n` starts (boundary `n` of [`blocks`] before `end`; for
+/// `"all"` the first boundary, the highest number), for the backbone named `what` in errors.
 ///
 /// Errors: `n` is 0 (nothing to unfreeze: the frozen route), the backbone has no boundaries or
 /// fewer than `n`, or what follows boundary `n` is not trainable (the reason is given).
-pub fn unfreeze_point(model: &pb::ModelProto, end: Option<&str>, n: usize, what: &str) -> crate::Result<Boundary> {
+pub fn unfreeze_point(model: &pb::ModelProto, end: Option<&str>, n: Unfreeze, what: &str) -> crate::Result<Boundary> {
     let bad = |m: String| crate::Error::config("backbone.unfreeze", m);
-    if n == 0 {
-        return Err(bad("0 unfreezes nothing (the frozen backbone); give 1 or more".into()));
+    if n == Unfreeze::Blocks(0) {
+        return Err(bad("0 unfreezes nothing (the frozen backbone); give 1 or more, or \"all\"".into()));
     }
     let all = blocks(model, end);
+    let n = match n {
+        Unfreeze::Blocks(n) => n,
+        Unfreeze::All(_) => all.iter().map(|b| b.number).max().unwrap_or(0),
+    };
     if all.is_empty() {
         return Err(bad(format!(
             "{what} has no block boundaries graft recognises; name a tensor with backbone.unfreeze_from"
@@ -246,17 +251,19 @@ mod tests {
     #[test]
     fn unfreeze_counts_blocks_from_the_end_with_clear_errors() {
         let model = shared("all-minilm-l6-v2");
-        let b = unfreeze_point(&model, None, 2, "MiniLM").unwrap();
+        let b = unfreeze_point(&model, None, Unfreeze::Blocks(2), "MiniLM").unwrap();
         assert_eq!(b.tensor, "layernormalization_152");
-        let e = unfreeze_point(&model, None, 7, "MiniLM").unwrap_err().to_string();
+        let e = unfreeze_point(&model, None, Unfreeze::Blocks(7), "MiniLM").unwrap_err().to_string();
         assert!(e.contains("backbone.unfreeze") && e.contains("7 blocks asked") && e.contains("has 6"), "{e}");
-        let e = unfreeze_point(&model, None, 0, "MiniLM").unwrap_err().to_string();
+        let e = unfreeze_point(&model, None, Unfreeze::Blocks(0), "MiniLM").unwrap_err().to_string();
         assert!(e.contains("0 unfreezes nothing"), "{e}");
+        let all = unfreeze_point(&model, None, Unfreeze::All(crate::config::AllBlocks::All), "MiniLM").unwrap();
+        assert_eq!((all.number, all.tensor.as_str()), (6, "layernormalization_8"), "all = after the embeddings");
 
         let mut c = Case::new(&[2, 3]);
         let y = c.node("Relu", &["x"], &[]);
         let (plain, _) = c.model(&y);
-        let e = unfreeze_point(&plain, None, 1, "plain.onnx").unwrap_err().to_string();
+        let e = unfreeze_point(&plain, None, Unfreeze::Blocks(1), "plain.onnx").unwrap_err().to_string();
         assert!(e.contains("plain.onnx has no block boundaries") && e.contains("unfreeze_from"), "{e}");
 
         let mut c = Case::new(&[2, 4, 3, 3]);
@@ -265,7 +272,7 @@ mod tests {
         let r = c.node("Add", &[&a, "x"], &[]);
         let y = c.node("Cos", &[&r], &[]);
         let (model, _) = c.model(&y);
-        let e = unfreeze_point(&model, None, 1, "cos.onnx").unwrap_err().to_string();
+        let e = unfreeze_point(&model, None, Unfreeze::Blocks(1), "cos.onnx").unwrap_err().to_string();
         assert!(e.contains("cannot be trained") && e.contains("Cos"), "{e}");
     }
 

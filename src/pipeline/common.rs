@@ -217,17 +217,22 @@ pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, wh
     }
 }
 
-/// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`.
+/// `backbone` cut at `tensor` (the frozen front), its graph cached in `cache_root/backbones/`;
+/// its inputs are those the cut graph still reads.
 pub fn front(backbone: &Backbone, model: &pb::ModelProto, tensor: &str, cache_root: &Path) -> Result<Backbone> {
     let file = cache_root.join("backbones").join(format!(
         "{}-{}.onnx",
         &backbone.sha256[..16],
         &io::sha256_hex(tensor.as_bytes())[..8]
     ));
+    let cut = crate::onnx::cut::cut(model, tensor, &backbone.source)?;
     if !file.exists() {
-        crate::onnx::save(&file, &crate::onnx::cut::cut(model, tensor, &backbone.source)?)?;
+        crate::onnx::save(&file, &cut)?;
     }
-    Ok(Backbone { path: file, cut: Some(tensor.to_string()), output: tensor.to_string(), ..backbone.clone() })
+    // A front cut early (e.g. at the embeddings) reads fewer inputs: no attention mask.
+    let kept: Vec<&str> = cut.graph.iter().flat_map(|g| g.input.iter().map(|i| i.name.as_str())).collect();
+    let inputs = backbone.inputs.iter().filter(|n| kept.contains(&n.as_str())).cloned().collect();
+    Ok(Backbone { path: file, cut: Some(tensor.to_string()), output: tensor.to_string(), inputs, ..backbone.clone() })
 }
 
 /// Phase 2's training settings: AdamW over tail (`layers.0.`, `tail_lr`) and head (`head_lr`).

@@ -11,8 +11,8 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::common::{
-    dense_stack, embed_folder, engine_options, export_verified, front, image_summary, load_images, phase_two, phase_two_model,
-    phase_two_split, two_phase_run, unfreeze_tensor, verification_images,
+    dense_stack, embed_folder, engine_options, export_verified, front, image_summary, load_images, phase_two,
+    phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor, verification_images,
 };
 use super::head::{finish, train_head, Finish};
 use super::mistakes;

@@ -154,28 +154,16 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     for w in fcache.take_warnings() {
         log::warn!("{w}");
     }
+    drop(fcache);
     let embed_seconds = started.elapsed().as_secs_f64();
     let data = Dataset { x: states.into_dyn(), y: y.to_vec() };
 
     // Phase 1: the head alone on the frozen tail's pooled output.
-    let pool = |tail: &mut TailLayer| -> Result<Array2<f32>> {
-        let specs = [tail.spec(), LayerSpec::MaskedMean];
-        let mut m = Sequential::new(&specs, &mut Rng::new(0));
-        let mut rng = Rng::new(0);
-        let mut parts = Vec::new();
-        for s in (0..data.len()).step_by(64) {
-            let x = data.x.slice_axis(Axis(0), (s..(s + 64).min(data.len())).into()).to_owned();
-            let lengths = train::sequence_lengths(&x);
-            let longest = lengths.iter().copied().max().unwrap_or(1).max(1);
-            let x = x.slice_axis(Axis(1), (..longest).into()).to_owned();
-            let mut ctx = crate::nn::Ctx::new(false, &mut rng);
-            mask.apply(&x, &mut ctx);
-            parts.push(m.forward(x, &mut ctx).into_dimensionality::<ndarray::Ix2>().expect("[N, H]"));
-        }
-        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-        ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Invalid(format!("pooled tail outputs: {e}")))
+    let pool = |tail: &mut TailLayer| -> Array2<f32> {
+        let mut m = Sequential::new(&[tail.spec(), LayerSpec::MaskedMean], &mut Rng::new(0));
+        train::forward_masked(&mut m, &data.x, 64, &mask)
     };
-    let pooled = pool(&mut tail)?;
+    let pooled = pool(&mut tail);
     let width = pooled.ncols();
     let head_data = Dataset { x: pooled.into_dyn(), y: data.y.clone() };
     let arch = |_: &Dataset| dense_stack(cfg, width, classes);
@@ -186,6 +174,11 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let mut model = phase_two_model(vec![tail.spec(), LayerSpec::MaskedMean], &mut phase1.model, &mut rng)?;
     let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
+    // The padded states now live in the two subsets; what follows needs only the labels of all rows.
+    let data = match &val {
+        Some(_) => Dataset { x: ndarray::ArrayD::zeros(ndarray::IxDyn(&[data.len(), 0])), y: data.y },
+        None => data,
+    };
     let tcfg = phase_two(&cfg.train);
     let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
     let job = Job {

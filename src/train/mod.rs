@@ -445,8 +445,56 @@ fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
     x.slice_axis(Axis(1), (..longest).into()).to_owned()
 }
 
+/// `run` over batches of at most `batch` rows of `x`, rows of similar length together when `trim`
+/// (each batch cut to its longest row, so little padding is computed), outputs in the order of `x`.
+///
+/// # Shapes
+/// `x` `[N, S, ...]`; `run` maps `[B, S', ...]` to `[B, C]`; returns `[N, C]`.
+fn by_length(
+    x: &ArrayD<f32>,
+    batch: usize,
+    trim: bool,
+    mut run: impl FnMut(ArrayD<f32>) -> ndarray::Array2<f32>,
+) -> ndarray::Array2<f32> {
+    let n = x.shape()[0];
+    let mut order: Vec<usize> = (0..n).collect();
+    if trim {
+        let lengths = sequence_lengths(x);
+        order.sort_by_key(|&i| lengths[i]);
+    }
+    let mut out: Option<ndarray::Array2<f32>> = None;
+    for idx in order.chunks(batch.max(1)) {
+        let y = run(trim_padding(x.select(Axis(0), idx), trim));
+        let out = out.get_or_insert_with(|| ndarray::Array2::zeros((n, y.ncols())));
+        for (k, &i) in idx.iter().enumerate() {
+            out.row_mut(i).assign(&y.row(k));
+        }
+    }
+    out.unwrap_or_else(|| ndarray::Array2::zeros((0, 0)))
+}
+
+/// The outputs of `model` on right-padded sequences of states with an additive attention mask
+/// (see [`SequenceMask`]), batched by length (see [`predict_masked`]).
+///
+/// # Shapes
+/// `x` `[N, S, H]` -> `[N, C]` (whatever `model` ends with, e.g. pooled states)
+pub fn forward_masked(
+    model: &mut Sequential,
+    x: &ArrayD<f32>,
+    batch: usize,
+    mask: &SequenceMask,
+) -> ndarray::Array2<f32> {
+    let mut rng = Rng::new(0);
+    by_length(x, batch, true, |x| {
+        let mut ctx = Ctx::new(false, &mut rng);
+        mask.apply(&x, &mut ctx);
+        model.forward(x, &mut ctx).into_dimensionality::<Ix2>().expect("outputs are [N, C]")
+    })
+}
+
 /// [`predict`] for right-padded sequences of states with an additive attention mask (see
-/// [`SequenceMask`]), each batch cut to its longest row.
+/// [`SequenceMask`]): rows of similar length are batched together, each batch cut to its
+/// longest row; probabilities in the order of `x`.
 ///
 /// # Shapes
 /// `x` `[N, S, H]` -> `[N, C]`
@@ -456,33 +504,14 @@ pub fn predict_masked(
     batch: usize,
     mask: &SequenceMask,
 ) -> ndarray::Array2<f32> {
-    let n = x.shape()[0];
-    let mut rng = Rng::new(0);
-    let parts: Vec<_> = (0..n)
-        .step_by(batch.max(1))
-        .map(|s| {
-            let x = trim_padding(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned(), true);
-            let mut ctx = Ctx::new(false, &mut rng);
-            mask.apply(&x, &mut ctx);
-            let logits = model.forward(x, &mut ctx).into_dimensionality::<Ix2>().expect("logits are [N, C]");
-            loss::softmax(logits.view())
-        })
-        .collect();
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(Axis(0), &views).expect("same number of classes")
+    let logits = forward_masked(model, x, batch, mask);
+    loss::softmax(logits.view())
 }
 
-/// [`predict`] for right-padded id inputs, optionally cutting each batch's padding.
+/// [`predict`] for right-padded id inputs, optionally (`trim`) batching rows of similar length
+/// together, each batch cut to its longest row; probabilities in the order of `x`.
 pub fn predict_with(model: &mut Sequential, x: &ArrayD<f32>, batch: usize, trim: bool) -> ndarray::Array2<f32> {
-    let n = x.shape()[0];
-    let parts: Vec<_> = (0..n)
-        .step_by(batch.max(1))
-        .map(|s| {
-            model.predict_proba(trim_padding(x.slice_axis(Axis(0), (s..(s + batch).min(n)).into()).to_owned(), trim))
-        })
-        .collect();
-    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
-    ndarray::concatenate(Axis(0), &views).expect("same number of classes")
+    by_length(x, batch, trim, |x| model.predict_proba(x))
 }
 
 #[cfg(test)]

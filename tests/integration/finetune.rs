@@ -91,7 +91,8 @@ fn image_fine_tune_resumes_in_phase_two() {
 /// `pipelines/who-said-it-bert-finetune.toml` on 100 sentences, one epoch per phase: MiniLM's last
 /// two layers are unfrozen from `layernormalization_152`, both phases are in the report, the
 /// export (the encoder with the trained weights, pooling, head) passes verification on tract and
-/// ORT, and a second run reads the front's states from the cache.
+/// ORT, and a second run reads the front's states from the cache; `unfreeze = "all"` trains all
+/// six layers.
 #[test]
 fn text_fine_tune_route_exports_a_verified_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,12 +116,14 @@ fn text_fine_tune_route_exports_a_verified_model() {
     let r2 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run2"), &csv, &cache, &args);
     assert_eq!(r2["text"]["embedded_now"], 0);
     assert_eq!(r2["verification"]["passed"], true, "{}", r2["verification"]);
-    // Another unfreeze point is another tensor: nothing of it is cached yet.
-    let mut one = args.to_vec();
-    one.extend(["--set", "backbone.unfreeze=1"]);
-    let r3 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run3"), &csv, &cache, &one);
-    assert_eq!(r3["fine_tune"]["unfrozen_from"], "layernormalization_187", "{}", r3["fine_tune"]);
+    // Another unfreeze point is another tensor: nothing of it is cached yet. "all" starts after
+    // the embeddings, where the front no longer reads the attention mask.
+    let mut all = args.to_vec();
+    all.extend(["--set", "backbone.unfreeze='all'"]);
+    let r3 = fit_pipeline("pipelines/who-said-it-bert-finetune.toml", &dir.path().join("run3"), &csv, &cache, &all);
+    assert_eq!(r3["fine_tune"]["unfrozen_from"], "layernormalization_8", "{}", r3["fine_tune"]);
     assert_eq!(r3["text"]["embedded_now"], 100);
+    assert_eq!(r3["verification"]["passed"], true, "{}", r3["verification"]);
 }
 
 /// Each phase of a report's `fine_tune` record: its name and how many epochs it ran.

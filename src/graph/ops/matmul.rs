@@ -1,7 +1,7 @@
 //! `MatMul` (batched, numpy broadcasting of the batch dimensions) and `Gemm`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn};
+use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, CowArray, Ix2, IxDyn};
 use rayon::prelude::*;
 
 use super::{broadcast_shape, gemm, input, reshape, unbroadcast, Attrs, Grads, Op};
@@ -53,13 +53,10 @@ pub fn batched(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<ArrayD<f32>> {
         let b2 = b.view().into_dimensionality::<Ix2>().unwrap();
         return Ok(reshape(gemm::dot(&a2, &b2), &out_shape));
     }
-    let full = |x: &ArrayD<f32>, r: usize, c: usize| -> ArrayD<f32> {
-        let mut s = batch.clone();
-        s.extend([r, c]);
-        let v = x.broadcast(IxDyn(&s)).unwrap();
-        v.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&[count, r, c])).unwrap()
-    };
-    let (a3, b3) = (full(a, m, k), full(b, k, n));
+    let shape = |r: usize, c: usize| batch.iter().copied().chain([r, c]).collect::<Vec<_>>();
+    let (a_full, b_full) = (full(a, &shape(m, k)), full(b, &shape(k, n)));
+    let a3 = a_full.view().into_shape_with_order((count, m, k)).unwrap();
+    let b3 = b_full.view().into_shape_with_order((count, k, n)).unwrap();
     let mut out = vec![0.0f32; count * m * n];
     out.par_chunks_mut((m * n).max(1)).enumerate().for_each(|(i, chunk)| {
         let mut c = ndarray::ArrayViewMut2::from_shape((m, n), chunk).unwrap();
@@ -70,6 +67,15 @@ pub fn batched(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<ArrayD<f32>> {
         general_mat_mul(1.0, &x, &y, 0.0, &mut c);
     });
     Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).unwrap())
+}
+
+/// `x` broadcast to `shape` in row-major layout, copied only where broadcast or not row-major.
+fn full<'a>(x: &'a ArrayD<f32>, shape: &[usize]) -> CowArray<'a, f32, IxDyn> {
+    if x.shape() == shape && x.is_standard_layout() {
+        CowArray::from(x.view())
+    } else {
+        CowArray::from(x.broadcast(IxDyn(shape)).unwrap().as_standard_layout().into_owned())
+    }
 }
 
 /// Swaps the last two axes (a row-major copy).
