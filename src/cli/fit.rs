@@ -53,6 +53,10 @@ pub struct FitArgs {
     /// (shorthand for --set export.with_preprocessing=true).
     #[arg(long)]
     with_preprocessing: bool,
+    /// Write TensorBoard event files (per-epoch loss, accuracy, learning rate) under DIR
+    /// (shorthand for --set train.tensorboard=DIR).
+    #[arg(long, value_name = "DIR")]
+    tensorboard: Option<PathBuf>,
     /// Stop after this many epochs (for testing --resume).
     #[arg(long, hide = true)]
     halt_after_epochs: Option<usize>,
@@ -68,6 +72,9 @@ pub fn run(args: FitArgs) -> anyhow::Result<ExitCode> {
     }
     if args.with_preprocessing {
         sets.push("export.with_preprocessing=true".into());
+    }
+    if let Some(dir) = &args.tensorboard {
+        sets.push(format!("train.tensorboard={}", toml::Value::String(dir.display().to_string())));
     }
     let progress = if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto };
     let mut pipeline =
@@ -137,6 +144,9 @@ fn resume_command(args: &FitArgs, out: &Path) -> String {
     }
     if args.with_preprocessing {
         words.push("--with-preprocessing".into());
+    }
+    if let Some(dir) = &args.tensorboard {
+        words.extend(["--tensorboard".into(), quote(&dir.to_string_lossy())]);
     }
     words.push("--resume".into());
     words.join(" ")

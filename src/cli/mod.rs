@@ -9,6 +9,7 @@ mod explain;
 mod fit;
 mod inspect;
 mod logger;
+mod lr_find;
 mod predict;
 mod progress;
 mod pull;
@@ -44,8 +45,9 @@ enum Command {
     Cut(cut::CutArgs),
     Embed(embed::EmbedArgs),
     Bench(bench::BenchArgs),
-    Explain(explain::ExplainArgs),
     Cache(cache::CacheArgs),
+    Explain(explain::ExplainArgs),
+    LrFind(lr_find::LrFindArgs),
 }
 
 /// Runs the parsed command; the library's `log` warnings and its progress go to stderr.
@@ -61,8 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cut(a) => cut::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Bench(a) => bench::run(a),
-        Command::Explain(a) => explain::run(a),
         Command::Cache(a) => cache::run(a),
+        Command::Explain(a) => explain::run(a),
+        Command::LrFind(a) => lr_find::run(a),
     }
 }
 

@@ -237,6 +237,9 @@ pub struct TrainConfig {
     pub reduce_lr: ReduceLrConfig,
     /// The second phase when the backbone is partly unfrozen (`backbone.unfreeze`).
     pub fine_tune: FineTuneConfig,
+    /// Write TensorBoard event files (per-epoch loss, accuracy and learning rate) under this folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensorboard: Option<PathBuf>,
 }
 
 /// Phase 2 of fine-tuning: the unfrozen tail and the head trained together with AdamW, each with
@@ -282,6 +285,7 @@ impl Default for TrainConfig {
             early_stopping: EarlyStoppingConfig::default(),
             reduce_lr: ReduceLrConfig::default(),
             fine_tune: FineTuneConfig::default(),
+            tensorboard: None,
         }
     }
 }
@@ -516,6 +520,7 @@ impl PipelineConfig {
     /// Resolves the relative paths of the pipeline against `base` (see the module docs).
     fn resolve_paths(mut self, base: &Path) -> Self {
         self.data.path = resolve(base, &self.data.path);
+        self.train.tensorboard = self.train.tensorboard.as_deref().map(|p| resolve(base, p));
         if let Some(b) = &mut self.backbone {
             b.path = b.path.as_deref().map(|p| resolve(base, p));
             b.cache = b.cache.as_deref().map(|p| resolve(base, p));
@@ -540,6 +545,7 @@ fn resolve_value_paths(doc: &mut toml::Value, base: &Path) {
     fix("backbone", "path", false);
     fix("backbone", "cache", false);
     fix("backbone", "manifest", true);
+    fix("train", "tensorboard", false);
 }
 
 /// A manifest given as a path (`models/x.toml`, `../m.toml`) rather than a name (`x`).

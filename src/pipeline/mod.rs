@@ -1,12 +1,14 @@
 //! Pipelines compose the stages (data, model, the shared trainer, export, verification) into one
-//! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `curves.png`,
-//! `confusion.png` and the native weights.
+//! `graft fit`; each writes a run folder with `model.onnx`, `report.json`, `report.html`,
+//! `curves.png`, `confusion.png` and the native weights.
 
 mod builder;
 mod common;
 mod finetune;
 mod head;
+mod html;
 mod image;
+mod lr_find;
 mod mistakes;
 mod report;
 mod run_dir;
@@ -14,6 +16,8 @@ mod tabular;
 mod text;
 
 pub use builder::{Pipeline, PipelineBuilder, Run};
+pub use html::REPORT_HTML;
+pub use lr_find::{lr_find, LrFindReport};
 pub use report::{
     DataSummary, FineTuneSummary, FoldResult, ImageSummary, Mistake, Phase, Report, TextSummary, Timing,
     ValidationSummary,
@@ -55,6 +59,10 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
         dir.start(cfg, &inputs)?;
     }
     opts.session.checkpoint_dir = Some(dir.checkpoints());
+    if let Some(logs) = &cfg.train.tensorboard {
+        let tb = crate::train::tensorboard::TensorBoard::new(logs.clone());
+        opts.session.observers.push(std::sync::Arc::new(std::sync::Mutex::new(tb)));
+    }
     let built = match cfg.task {
         Task::Tabular => tabular::fit(cfg, &dir.partial, &mut opts.session),
         Task::Image if cfg.backbone.as_ref().is_some_and(|b| b.fine_tunes()) => {
@@ -63,7 +71,7 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
         Task::Image => image::fit(cfg, &dir.partial, &mut opts.session),
         Task::TextLstm | Task::TextEncoder => text::fit(cfg, &dir.partial, &mut opts.session),
     };
-    let report = match built {
+    let report = match built.and_then(|r| with_html(&dir.partial, r)) {
         Ok(report) => report,
         Err(e) => {
             let resumable =
@@ -76,5 +84,13 @@ pub fn fit(cfg: &PipelineConfig, mut opts: FitOptions) -> Result<Report> {
     };
     dir.commit()?;
     report.verification.ensure()?;
+    Ok(report)
+}
+
+/// Adds `report.html` to the run being built in `partial` (and to `report.json`'s list of files).
+fn with_html(partial: &std::path::Path, mut report: Report) -> Result<Report> {
+    report.outputs.push(html::REPORT_HTML.to_string());
+    crate::io::write_json(&partial.join("report.json"), &report)?;
+    html::write(partial, &report)?;
     Ok(report)
 }

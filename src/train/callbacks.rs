@@ -1,10 +1,21 @@
 //! Epoch-end callbacks: early stopping and reduce-LR-on-plateau. Both watch one monitored loss
 //! (validation loss when there is validation data, else training loss). Their state is serialisable
-//! so a resumed run behaves exactly like an uninterrupted one.
+//! so a resumed run behaves exactly like an uninterrupted one. [`EpochObserver`]s are told of every
+//! finished epoch (e.g. [`TensorBoard`](super::tensorboard::TensorBoard)).
 
 use serde::{Deserialize, Serialize};
 
+use super::EpochRecord;
 use crate::config::{EarlyStoppingConfig, ReduceLrConfig};
+use crate::Result;
+
+/// Told of every epoch that a [`fit`](super::fit) of a [`Session`](super::Session) finishes,
+/// with its complete record (validation numbers included), before the next one starts.
+pub trait EpochObserver: Send + std::fmt::Debug {
+    /// `run` names the fit (`holdout`, `fold-2`, `final`, `fine-tune`, ...). An error stops the
+    /// fit with that error.
+    fn epoch_end(&mut self, run: &str, record: &EpochRecord) -> Result<()>;
+}
 
 /// Early stopping state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

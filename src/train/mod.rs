@@ -5,21 +5,23 @@
 
 pub mod callbacks;
 mod checkpoint;
+pub mod lr_find;
 pub mod metrics;
 pub mod plot;
 pub mod progress;
+pub mod tensorboard;
 
 pub use progress::{Progress, ProgressMode};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ndarray::{ArrayD, Axis, Ix2};
 use serde::{Deserialize, Serialize};
 
-use self::callbacks::{EarlyStopping, Plateau, Verdict};
+use self::callbacks::{EarlyStopping, EpochObserver, Plateau, Verdict};
 use self::checkpoint::{DataPrint, LoopState};
 use crate::config::{ClassWeight, ClassWeightMode, TrainConfig};
 use crate::data::{class_counts, Dataset};
@@ -83,6 +85,8 @@ pub struct Session {
     /// Set when the inputs are padded sequences of states for a model that reads an additive
     /// attention mask (a fine-tuned text encoder's tail); see [`SequenceMask`].
     pub sequence_mask: Option<SequenceMask>,
+    /// Told of every finished epoch of every fit (e.g. a TensorBoard log).
+    pub observers: Vec<Arc<Mutex<dyn EpochObserver>>>,
     epochs_run: usize,
 }
 
@@ -142,6 +146,7 @@ impl Session {
             progress,
             stop: Arc::new(AtomicBool::new(false)),
             sequence_mask: None,
+            observers: Vec::new(),
             epochs_run: 0,
         }
     }
@@ -262,19 +267,10 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         for (b, idx) in batches.iter().enumerate() {
             let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
-            let mut ctx = Ctx::new(true, &mut rng);
-            if let Some(m) = &session.sequence_mask {
-                m.apply(&x, &mut ctx);
-            }
-            let logits = model.forward(x, &mut ctx);
-            let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
-            classes = logits.ncols();
-            let (l, grad) = loss::softmax_cross_entropy(logits.view(), &y, weights);
-            loss_sum += l as f64 * idx.len() as f64;
-            hits += metrics::argmax_rows(logits.view()).iter().zip(&y).filter(|(p, t)| p == t).count();
-            model.backward(grad.into_dyn());
-            let mut params: Vec<_> = model.params().into_iter().map(|(_, p)| p).collect();
-            optimizer.step(&mut params);
+            let step = train_step(model, &mut optimizer, (x, &y), weights, session.sequence_mask.as_ref(), &mut rng);
+            classes = step.classes;
+            loss_sum += step.loss as f64 * idx.len() as f64;
+            hits += step.hits;
             progress.within(b as u64 + 1, batches.len() as u64);
         }
         let mut record = EpochRecord {
@@ -320,6 +316,9 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         record.seconds = started.elapsed().as_secs_f64();
         state.seconds += record.seconds;
         progress.advance(1, || describe(&record));
+        for o in &session.observers {
+            o.lock().unwrap_or_else(std::sync::PoisonError::into_inner).epoch_end(run, &record)?;
+        }
         state.history.push(record);
         if verdict == Verdict::Stop {
             state.stopped_early = true;
@@ -347,6 +346,43 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     let out = outcome(&state);
     progress.finish(&format!("done, best epoch {} ({:.2}s)", out.best_epoch, out.seconds));
     Ok(out)
+}
+
+/// What one [`train_step`] saw.
+pub(crate) struct Step {
+    /// The batch's mean loss, before the update.
+    pub loss: f32,
+    /// Rows whose arg-max logit is their label.
+    pub hits: usize,
+    pub classes: usize,
+}
+
+/// One optimisation step on the mini-batch `(x, y)`: forward in training mode (with `mask` set),
+/// the (class-weighted) softmax cross-entropy, backward, and `optimizer`'s update of `model`.
+///
+/// # Shapes
+/// `x` `[B, ...]`, `y` `[B]`; the model outputs `[B, C]` logits
+pub(crate) fn train_step(
+    model: &mut Sequential,
+    optimizer: &mut crate::nn::Optimizer,
+    (x, y): (ArrayD<f32>, &[usize]),
+    weights: Option<&[f32]>,
+    mask: Option<&SequenceMask>,
+    rng: &mut Rng,
+) -> Step {
+    let mut ctx = Ctx::new(true, rng);
+    if let Some(m) = mask {
+        m.apply(&x, &mut ctx);
+    }
+    let logits = model.forward(x, &mut ctx);
+    let logits = logits.into_dimensionality::<Ix2>().expect("models output [N, C] logits");
+    let (loss, grad) = loss::softmax_cross_entropy(logits.view(), y, weights);
+    let hits = metrics::argmax_rows(logits.view()).iter().zip(y).filter(|(p, t)| p == t).count();
+    let classes = logits.ncols();
+    model.backward(grad.into_dyn());
+    let mut params: Vec<_> = model.params().into_iter().map(|(_, p)| p).collect();
+    optimizer.step(&mut params);
+    Step { loss, hits, classes }
 }
 
 /// Why a training loss of `loss` means the run diverged (`None` when it did not): not finite, above
@@ -421,7 +457,7 @@ pub fn predict(model: &mut Sequential, x: &ArrayD<f32>, batch: usize) -> ndarray
 
 /// Mini-batches of `order`; with `lengths`, rows of similar length are batched together (sorted
 /// within pools of 32 batches, then the batch order shuffled), so padding costs little.
-fn batches(order: &[usize], size: usize, lengths: Option<&[usize]>, rng: &mut Rng) -> Vec<Vec<usize>> {
+pub(crate) fn batches(order: &[usize], size: usize, lengths: Option<&[usize]>, rng: &mut Rng) -> Vec<Vec<usize>> {
     let Some(lengths) = lengths else { return order.chunks(size).map(<[usize]>::to_vec).collect() };
     let mut out: Vec<Vec<usize>> = Vec::new();
     for pool in order.chunks(size * 32) {
@@ -434,7 +470,7 @@ fn batches(order: &[usize], size: usize, lengths: Option<&[usize]>, rng: &mut Rn
 }
 
 /// Cuts the all-padding columns at the end of a `[B, S]` id batch (at least one column stays).
-fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
+pub(crate) fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
     if !trim {
         return x;
     }
