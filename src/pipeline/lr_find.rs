@@ -18,9 +18,10 @@ use crate::train::lr_find::{self, LrFind, LrFindOptions};
 use crate::train::{self, Job, Session};
 use crate::{Error, Result};
 
-/// What [`lr_find`] found, and on what.
+/// What [`fn@lr_find`] found, and on what.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LrFindReport {
+    /// The range test's losses, rates and suggestion.
     pub found: LrFind,
     /// The learning rate the pipeline trains with (`train.optimizer.lr`).
     pub pipeline_lr: f32,

@@ -22,12 +22,16 @@ use crate::{Error, Result};
 /// `tensorflow.Event`, the fields graft writes (a `oneof` on the wire: one of the two is set).
 #[derive(Clone, PartialEq, Message)]
 pub struct Event {
+    /// Seconds since the Unix epoch.
     #[prost(double, tag = "1")]
     pub wall_time: f64,
+    /// The epoch (TensorBoard's x axis).
     #[prost(int64, tag = "2")]
     pub step: i64,
+    /// `brain.Event:2` in the first event of a file.
     #[prost(string, optional, tag = "3")]
     pub file_version: Option<String>,
+    /// The scalars of this step.
     #[prost(message, optional, tag = "5")]
     pub summary: Option<Summary>,
 }
@@ -35,6 +39,7 @@ pub struct Event {
 /// `tensorflow.Summary`.
 #[derive(Clone, PartialEq, Message)]
 pub struct Summary {
+    /// One entry per scalar.
     #[prost(message, repeated, tag = "1")]
     pub value: Vec<SummaryValue>,
 }
@@ -42,8 +47,10 @@ pub struct Summary {
 /// `tensorflow.Summary.Value` with a scalar.
 #[derive(Clone, PartialEq, Message)]
 pub struct SummaryValue {
+    /// The scalar's name, e.g. `epoch_loss`.
     #[prost(string, tag = "1")]
     pub tag: String,
+    /// Its value.
     #[prost(float, optional, tag = "2")]
     pub simple_value: Option<f32>,
 }
@@ -72,7 +79,7 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 /// The record format's masked CRC-32C.
 pub fn masked_crc32c(bytes: &[u8]) -> u32 {
     let c = crc32c(bytes);
-    ((c >> 15) | (c << 17)).wrapping_add(0xA282_EAD8)
+    c.rotate_right(15).wrapping_add(0xA282_EAD8)
 }
 
 /// One record: length, its masked CRC, `data`, its masked CRC.
