@@ -1,5 +1,5 @@
 //! The learning-rate range test (Smith 2015, fastai's `lr_find`): one pass of mini-batches with the
-//! learning rate raised exponentially from batch to batch, each batch one [`train_step`] of the
+//! learning rate raised exponentially from batch to batch, each batch one `train_step` of the
 //! trainer (same model, optimizer, loss and batching as [`fit`](super::fit)); the test stops when
 //! the running (exponentially smoothed) loss explodes. The suggestion is the learning rate where the
 //! smoothed loss falls fastest (fastai's steepest-descent rule), and `lr-find.png` draws the curve.
