@@ -276,6 +276,30 @@ pub fn phase_two_model(front: Vec<LayerSpec>, head: &mut Sequential, rng: &mut R
     Ok(model)
 }
 
+/// Phase 2's training run (`fine-tune`): `model` on `train`, validated on `val`, with
+/// [`phase_two`]'s settings and `cfg`'s class weights; `bucket_by_length` for sequences.
+pub fn phase_two_fit(
+    cfg: &PipelineConfig,
+    model: &mut Sequential,
+    (train, val): (&Dataset, Option<&Dataset>),
+    classes: usize,
+    bucket_by_length: bool,
+    rng: Rng,
+    session: &mut Session,
+) -> Result<FitOutcome> {
+    let tcfg = phase_two(&cfg.train);
+    let weights = crate::train::class_weights(&cfg.train.class_weight, &train.y, classes)?;
+    let job = crate::train::Job {
+        train,
+        val,
+        cfg: &tcfg,
+        class_weights: weights.as_deref(),
+        run: "fine-tune",
+        bucket_by_length,
+    };
+    crate::train::fit(model, &job, rng, session)
+}
+
 /// Phase 2's rows: the stratified holdout split of `cfg.validation` drawn from `rng` (train rows,
 /// validation rows), or every row for training and none held out.
 pub fn phase_two_split(cfg: &PipelineConfig, y: &[usize], rng: &mut Rng) -> Result<(Vec<usize>, Option<Vec<usize>>)> {

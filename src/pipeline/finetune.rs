@@ -11,7 +11,7 @@ use std::time::Instant;
 use ndarray::{Array2, ArrayD, Axis};
 
 use super::common::{
-    dense_stack, embed_folder, engine_options, export_verified, front, image_summary, load_images, phase_two,
+    dense_stack, embed_folder, engine_options, export_verified, front, image_summary, load_images, phase_two_fit,
     phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor, verification_images,
 };
 use super::head::{finish, train_head, Finish};
@@ -25,7 +25,7 @@ use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Ctx, Layer};
 use crate::rng::Rng;
-use crate::train::{self, Job, Session};
+use crate::train::{self, Session};
 use crate::{io, verify, Error, Result};
 
 /// The tail's output on every row of `x`, in inference mode, `batch` rows at a time.
@@ -90,17 +90,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let mut model = phase_two_model(vec![tail.spec()], &mut phase1.model, &mut rng)?;
     let (tr, va) = phase_two_split(cfg, &data.y, &mut rng)?;
     let (train_set, val) = (data.subset(&tr), va.as_ref().map(|v| data.subset(v)));
-    let tcfg = phase_two(&cfg.train);
-    let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
-    let job = Job {
-        train: &train_set,
-        val: val.as_ref(),
-        cfg: &tcfg,
-        class_weights: weights.as_deref(),
-        run: "fine-tune",
-        bucket_by_length: false,
-    };
-    let outcome = train::fit(&mut model, &job, rng.fork(3), session)?;
+    let outcome = phase_two_fit(cfg, &mut model, (&train_set, val.as_ref()), classes, false, rng.fork(3), session)?;
     let eval_proba = train::predict(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64);
     let (mut run, phases) = two_phase_run(phase1, model, outcome, va, data.len(), eval_proba);
 
@@ -151,6 +141,7 @@ mod tests {
     use crate::nn::optim::LrGroup;
     use crate::nn::OptimizerKind;
     use crate::onnx::pb;
+    use crate::pipeline::common::phase_two;
 
     fn effnet() -> pb::ModelProto {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models/efficientnet-lite0/model.onnx");

@@ -17,12 +17,12 @@ use crate::features::{cache, Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
 use crate::pipeline::common::{dense_stack, engine_options};
-use crate::pipeline::common::{front, phase_two, phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor};
+use crate::pipeline::common::{front, phase_two_fit, phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor};
 use crate::pipeline::head::train_head;
 use crate::pipeline::report::{FineTuneSummary, TextSummary};
 use crate::preprocess::TextEncoder;
 use crate::rng::Rng;
-use crate::train::{self, Job, SequenceMask, Session};
+use crate::train::{self, SequenceMask, Session};
 use crate::{io, Error, Result};
 
 /// The front's states at `start` for the valid tokens of each text, zero-padded to the longest,
@@ -179,18 +179,8 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
         Some(_) => Dataset { x: ndarray::ArrayD::zeros(ndarray::IxDyn(&[data.len(), 0])), y: data.y },
         None => data,
     };
-    let tcfg = phase_two(&cfg.train);
-    let weights = train::class_weights(&cfg.train.class_weight, &train_set.y, classes)?;
-    let job = Job {
-        train: &train_set,
-        val: val.as_ref(),
-        cfg: &tcfg,
-        class_weights: weights.as_deref(),
-        run: "fine-tune",
-        bucket_by_length: true,
-    };
     session.sequence_mask = Some(mask.clone());
-    let outcome = train::fit(&mut model, &job, rng.fork(3), session);
+    let outcome = phase_two_fit(cfg, &mut model, (&train_set, val.as_ref()), classes, true, rng.fork(3), session);
     session.sequence_mask = None;
     let outcome = outcome?;
     let eval_proba = train::predict_masked(&mut model, val.as_ref().map_or(&data.x, |v| &v.x), 64, &mask);
