@@ -12,6 +12,8 @@
 #             else .device/photos)
 #   COUNT     photos to embed (default 20000)
 #   BATCHES   batch sizes (default "64 256")
+#   TUNINGS   CUDA tunings to try, each `plain` or flags joined by commas (default "plain nhwc
+#             tf32 nhwc,tf32": --nhwc and --tf32)
 #   DEVICE    cuda (default) or cpu (to try the script on a machine without a GPU)
 #   PARTS     split CUDA ONNX Runtime (scripts/split-for-device.sh), joined into .ort/gpu when
 #             that folder has no CUDA provider yet (default .device/gp)
@@ -69,21 +71,25 @@ for ((i = 0; i < COUNT; i++)); do
 done
 echo "== $COUNT photos (copies of ${#SRC[@]} from $PHOTOS), $(du -sh "$WORK/photos" | cut -f1)"
 
-echo "== backbone alone (graft bench, batch 64)"
-"$GRAFT" bench "$MODEL" --backend ort --device "$DEVICE" --batch 64 --iters 20 --warmup 3 || true
+for tuning in ${TUNINGS:-plain nhwc tf32 nhwc,tf32}; do
+  flags=()
+  [[ "$tuning" == plain ]] || for f in ${tuning//,/ }; do flags+=("--$f"); done
+  echo "== backbone alone (graft bench, batch 64) ${flags[*]}"
+  "$GRAFT" bench "$MODEL" --backend ort --device "$DEVICE" --batch 64 --iters 20 --warmup 3 "${flags[@]}" || true
 
-for b in ${BATCHES:-64 256}; do
-  echo "== graft embed --device $DEVICE --batch $b"
-  log=$WORK/embed-$b.log
-  /usr/bin/time -f "peak RSS %M KB, %e s wall, %U s user, %S s sys" \
-    "$GRAFT" embed models/efficientnet-lite0.toml "$WORK/photos" --model "$MODEL" --out "$WORK/f.safetensors" \
-    --no-cache --quiet --backend ort --device "$DEVICE" --batch "$b" 2>&1 | tee "$log"
-  python3 - "$log" "$COUNT" "$b" <<'PY'
+  for b in ${BATCHES:-64 256}; do
+    echo "== graft embed --device $DEVICE --batch $b ${flags[*]}"
+    log=$WORK/embed-$b.log
+    /usr/bin/time -f "peak RSS %M KB, %e s wall, %U s user, %S s sys" \
+      "$GRAFT" embed models/efficientnet-lite0.toml "$WORK/photos" --model "$MODEL" --out "$WORK/f.safetensors" \
+      --no-cache --quiet --backend ort --device "$DEVICE" --batch "$b" "${flags[@]}" 2>&1 | tee "$log"
+    python3 - "$log" "$b" "$tuning" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 start, waited, pipeline = map(float, re.search(r"engine started in ([\d.]+) s; waited ([\d.]+) s .*?of the ([\d.]+) s pipeline", text).groups())
 n = int(re.search(r"embedded (\d+) items", text).group(1))
-print(f"batch {sys.argv[3]}: {n} photos; engine start-up {start:.2f} s; steady state {n / (pipeline - start):.0f} photos/s; "
+print(f"{sys.argv[3]}, batch {sys.argv[2]}: {n} photos; engine start-up {start:.2f} s; steady state {n / (pipeline - start):.0f} photos/s; "
       f"engine waited {100 * waited / pipeline:.1f}% of the pipeline")
 PY
+  done
 done

@@ -7,7 +7,7 @@ pub mod ort;
 mod tract;
 
 pub use self::device::{Device, DeviceRequest};
-pub use self::ort::{OrtBackend, OrtOptions};
+pub use self::ort::{CudaTuning, OrtBackend, OrtOptions};
 pub use self::tract::TractBackend;
 
 use std::path::Path;

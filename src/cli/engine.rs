@@ -1,5 +1,5 @@
 use clap::Args;
-use graft::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions};
+use graft::backend::{BackendKind, CudaTuning, DeviceRequest, EngineOptions, OrtOptions};
 
 /// Engine flags shared by every command that runs a model.
 #[derive(Args, Debug, Clone)]
@@ -13,6 +13,13 @@ pub struct EngineArgs {
     /// ONNX Runtime intra-op threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// CUDA: let convolutions and matrix products use TF32 tensor cores (faster; features differ
+    /// from float32 ones by about 1e-3 relative).
+    #[arg(long)]
+    pub tf32: bool,
+    /// CUDA: prefer [N, H, W, C] convolution kernels.
+    #[arg(long)]
+    pub nhwc: bool,
 }
 
 /// clap's parser for graft's `FromStr` types.
@@ -22,6 +29,13 @@ pub fn parse<T: std::str::FromStr<Err = graft::Error>>(s: &str) -> Result<T, Str
 
 impl EngineArgs {
     pub fn options(&self) -> EngineOptions {
-        EngineOptions { backend: self.backend, ort: OrtOptions { device: self.device, threads: self.threads } }
+        EngineOptions {
+            backend: self.backend,
+            ort: OrtOptions {
+                device: self.device,
+                threads: self.threads,
+                cuda: CudaTuning { tf32: self.tf32, nhwc: self.nhwc },
+            },
+        }
     }
 }

@@ -30,7 +30,10 @@ pub const VERIFY_IMAGES: usize = 16;
 
 /// Engine options from a pipeline's backbone section.
 pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {
-    Ok(EngineOptions { backend: b.backend, ort: OrtOptions { device: b.device, threads: b.threads } })
+    Ok(EngineOptions {
+        backend: b.backend,
+        ort: OrtOptions { device: b.device, threads: b.threads, ..Default::default() },
+    })
 }
 
 /// Dense layers of `cfg.model` from `inputs` features to `classes` logits, with dropout before each.

@@ -205,8 +205,10 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
     let onnx = export::finetuned_encoder_model(&source, &run.model, classes, &meta)?;
     // The reference: the native tail + head on the front's ORT (CPU) states of validation texts.
     let check: Vec<&str> = run.eval_rows.iter().take(VERIFY_TEXTS / 2).map(|&r| texts[r]).collect();
-    let cpu =
-        EngineOptions { backend: BackendKind::Ort, ort: OrtOptions { device: DeviceRequest::Cpu, threads: None } };
+    let cpu = EngineOptions {
+        backend: BackendKind::Ort,
+        ort: OrtOptions { device: DeviceRequest::Cpu, threads: None, ..Default::default() },
+    };
     let no_cache = &mut FeatureCache::disabled();
     let (states, _) = front_states(&front, &cpu, &encoder, &check, &start, check.len(), no_cache)?;
     let native = train::predict_masked(&mut run.model, &states.into_dyn(), check.len().max(1), &mask);

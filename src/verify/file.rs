@@ -36,8 +36,10 @@ fn head(model: &Path) -> Result<Sequential> {
 /// features of a verification, whatever device the features for training came from (CUDA may use
 /// TF32 and other kernels).
 pub fn cpu_features(path: &Path, inputs: Vec<(String, Value)>, output: &str) -> Result<ndarray::ArrayD<f32>> {
-    let opts =
-        EngineOptions { backend: BackendKind::Ort, ort: OrtOptions { device: DeviceRequest::Cpu, threads: None } };
+    let opts = EngineOptions {
+        backend: BackendKind::Ort,
+        ort: OrtOptions { device: DeviceRequest::Cpu, threads: None, ..Default::default() },
+    };
     crate::backend::open(path, &opts)?.run_output(inputs, output)
 }
 

@@ -139,7 +139,7 @@ pub fn engines(model: &std::path::Path) -> Result<Engines> {
 /// The engines `kind` asks for: `auto` is tract, and ONNX Runtime (CPU) when it can be loaded;
 /// `tract` or `ort` is that engine alone (an error when ONNX Runtime cannot be loaded).
 pub fn engines_on(model: &std::path::Path, kind: BackendKind) -> Result<Engines> {
-    let cpu = OrtOptions { device: DeviceRequest::Cpu, threads: None };
+    let cpu = OrtOptions { device: DeviceRequest::Cpu, threads: None, ..Default::default() };
     let mut engines: Vec<Box<dyn Backend>> = Vec::new();
     let mut skipped = Vec::new();
     if kind != BackendKind::Ort {

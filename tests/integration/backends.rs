@@ -18,7 +18,7 @@ fn random_f32(shape: &[usize], seed: u64) -> Value {
 }
 
 fn cpu() -> OrtOptions {
-    OrtOptions { device: DeviceRequest::Cpu, threads: Some(2) }
+    OrtOptions { device: DeviceRequest::Cpu, threads: Some(2), ..Default::default() }
 }
 
 /// Runs `model` on both engines and returns (tract, ort) outputs named `output`.

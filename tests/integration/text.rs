@@ -120,7 +120,11 @@ fn lstm_export_is_padding_invariant_on_tract_and_ort() {
     let model = run.join("model.onnx");
     let encoder = graft::preprocess::TextEncoder::from_file(&run.join("tokenizer.json"), 64).unwrap();
     let texts = [SAMPLES[0], "The raven croaked.", SAMPLES[3], SAMPLES[1]];
-    let ort = graft::backend::OrtOptions { device: graft::backend::DeviceRequest::Cpu, threads: Some(1) };
+    let ort = graft::backend::OrtOptions {
+        device: graft::backend::DeviceRequest::Cpu,
+        threads: Some(1),
+        ..Default::default()
+    };
     let engines: Vec<Box<dyn graft::backend::Backend>> =
         vec![graft::backend::tract(&model).unwrap(), Box::new(graft::backend::OrtBackend::load(&model, &ort).unwrap())];
     for mut engine in engines {
