@@ -90,7 +90,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     data.to_file().save(&args.out)?;
     println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
     if emb.computed > 0 {
-        println!("{}", pipeline_line(emb.engine_start, emb.waited, emb.pipeline_seconds));
+        println!("{}", pipeline_line(&emb));
     }
     println!("{}", summary(emb.rows.len(), emb.computed, emb.seconds));
     Ok(ExitCode::SUCCESS)
@@ -112,12 +112,17 @@ fn summary(items: usize, computed: usize, seconds: f64) -> String {
     format!("embedded {items} items in {seconds:.2} s ({how})")
 }
 
-/// How the prepare-and-run pipeline went: `engine started in A s; waited W s for prepared batches
-/// (P% of the S s pipeline)`.
-fn pipeline_line(engine_start: f64, waited: f64, pipeline: f64) -> String {
-    let share = 100.0 * waited / pipeline.max(1e-9);
+/// How the prepare-and-run pipeline went: `engine started in A s, first run F s; waited W s for
+/// prepared batches (P% of the S s pipeline); steady state R items/s`.
+fn pipeline_line(emb: &graft::features::Embedded) -> String {
+    let share = 100.0 * emb.waited / emb.pipeline_seconds.max(1e-9);
     format!(
-        "engine started in {engine_start:.2} s; waited {waited:.2} s for prepared batches ({share:.1}% of the {pipeline:.2} s pipeline)"
+        "engine started in {:.2} s, first run {:.2} s; waited {:.2} s for prepared batches ({share:.1}% of the {:.2} s pipeline); steady state {:.1} items/s",
+        emb.engine_start,
+        emb.first_run.0,
+        emb.waited,
+        emb.pipeline_seconds,
+        emb.steady_rate()
     )
 }
 
@@ -127,9 +132,22 @@ mod tests {
 
     #[test]
     fn the_pipeline_line_gives_the_share_of_the_run_spent_waiting() {
+        let emb = graft::features::Embedded {
+            features: ndarray::Array2::zeros((0, 0)),
+            rows: Vec::new(),
+            skipped: Vec::new(),
+            computed: 2064,
+            seconds: 41.0,
+            waited: 1.0,
+            pipeline_seconds: 40.0,
+            engine_start: 0.5,
+            first_run: (1.5, 64),
+            warnings: Vec::new(),
+        };
+        // 2000 items after the first run, in 40 - 0.5 - 1.5 = 38 s.
         assert_eq!(
-            pipeline_line(0.5, 1.0, 40.0),
-            "engine started in 0.50 s; waited 1.00 s for prepared batches (2.5% of the 40.00 s pipeline)"
+            pipeline_line(&emb),
+            "engine started in 0.50 s, first run 1.50 s; waited 1.00 s for prepared batches (2.5% of the 40.00 s pipeline); steady state 52.6 items/s"
         );
     }
 

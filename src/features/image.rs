@@ -100,8 +100,9 @@ pub fn embed_images(
     };
     let output = backbone.output.clone();
     let mut session: Option<Box<dyn Backend>> = None;
-    let mut engine_start = 0.0;
+    let (mut engine_start, mut first_run) = (0.0, (0.0, 0));
     let mut embedded = extract_by_content(paths.len(), cache, batch, progress, "embed", prepare, |inputs| {
+        let first = session.is_none();
         let session = match &mut session {
             Some(s) => s,
             None => {
@@ -111,11 +112,43 @@ pub fn embed_images(
                 session.insert(opened)
             }
         };
-        super::flatten_rows(session.run_output(inputs, &output)?, &output)
+        let t = std::time::Instant::now();
+        // A GPU engine chooses kernels for every new input shape: the last, partial batch is run
+        // at the full batch size (zero rows added, their outputs dropped).
+        let gpu = session.device().starts_with("cuda");
+        let rows = inputs.first().map_or(0, |(_, v)| v.shape()[0]);
+        let inputs = if gpu { pad_rows(inputs, batch) } else { inputs };
+        let features = session.run_output(inputs, &output)?;
+        let features = features.slice_axis(ndarray::Axis(0), (0..rows).into()).to_owned();
+        if first {
+            first_run = (t.elapsed().as_secs_f64(), rows);
+        }
+        super::flatten_rows(features, &output)
     })?;
     embedded.seconds = started.elapsed().as_secs_f64();
     embedded.engine_start = engine_start;
+    embedded.first_run = first_run;
     Ok(embedded)
+}
+
+/// Every input with zero rows added up to `rows` along the batch axis.
+///
+/// # Shapes
+/// each input `[n, ...]` with `n <= rows`; returns `[rows, ...]`.
+fn pad_rows(inputs: Vec<(String, Value)>, rows: usize) -> Vec<(String, Value)> {
+    inputs
+        .into_iter()
+        .map(|(name, v)| match v {
+            Value::F32(a) if a.shape()[0] < rows => {
+                let mut shape = a.shape().to_vec();
+                shape[0] = rows;
+                let mut full = ndarray::ArrayD::<f32>::zeros(shape);
+                full.slice_axis_mut(ndarray::Axis(0), (0..a.shape()[0]).into()).assign(&a);
+                (name, Value::F32(full))
+            }
+            other => (name, other),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -124,6 +157,15 @@ mod tests {
     use crate::config::manifest::{Layout, ResizeMode};
     use std::collections::HashMap;
     use std::sync::Mutex;
+
+    #[test]
+    fn partial_batches_are_padded_with_zero_rows_up_to_the_batch() {
+        let x = ndarray::ArrayD::from_elem(vec![3, 2], 1.0f32);
+        let padded = pad_rows(vec![("x".into(), Value::F32(x))], 5);
+        let Value::F32(a) = &padded[0].1 else { panic!("f32") };
+        assert_eq!(a.shape(), &[5, 2]);
+        assert_eq!(a.sum(), 6.0);
+    }
 
     fn pre() -> ImagePreprocess {
         ImagePreprocess {

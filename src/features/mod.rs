@@ -74,6 +74,9 @@ pub struct Embedded {
     pub pipeline_seconds: f64,
     /// Seconds spent opening the engine (0 when everything was cached).
     pub engine_start: f64,
+    /// Seconds of the engine's first run, where a GPU engine chooses its kernels, and the items
+    /// it embedded (0 when everything was cached).
+    pub first_run: (f64, usize),
     /// Problems met on the way that did not stop the extraction (damaged cache shards), for the
     /// caller to report.
     pub warnings: Vec<String>,
@@ -83,6 +86,13 @@ impl Embedded {
     /// Items per second over the whole call.
     pub fn rate(&self) -> f64 {
         self.rows.len() as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Items per second of the prepare-and-run pipeline once the engine is open and has run once:
+    /// the throughput a long job settles at.
+    pub fn steady_rate(&self) -> f64 {
+        let items = self.computed.saturating_sub(self.first_run.1);
+        items as f64 / (self.pipeline_seconds - self.engine_start - self.first_run.0).max(1e-9)
     }
 }
 
@@ -214,6 +224,7 @@ where
         waited: waited.waiting.as_secs_f64(),
         pipeline_seconds: waited.total.as_secs_f64(),
         engine_start: 0.0,
+        first_run: (0.0, 0),
         warnings: cache.take_warnings(),
     })
 }
