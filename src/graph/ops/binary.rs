@@ -34,7 +34,7 @@ impl Binary {
 }
 
 /// `f` over `a` and `b` broadcast, in parallel when one is a scalar or both have one shape.
-fn apply(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync) -> OpResult<ArrayD<f32>> {
+fn apply(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> OpResult<ArrayD<f32>> {
     if a.shape() == b.shape() {
         Ok(par::zip(a, b, f))
     } else if b.len() == 1 && b.ndim() <= a.ndim() {
@@ -44,7 +44,14 @@ fn apply(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync) -
         let p = *a.iter().next().unwrap();
         Ok(par::map(b, |q| f(p, q)).into_shape_with_order(IxDyn(&broadcast_shape(a.shape(), b.shape())?)).unwrap())
     } else {
-        zip_with(a, b, f)
+        let shape = broadcast_shape(a.shape(), b.shape())?;
+        let (va, vb) = (a.broadcast(IxDyn(&shape)).unwrap(), b.broadcast(IxDyn(&shape)).unwrap());
+        let both = Zip::from(&va).and(&vb);
+        Ok(if va.len() >= par::PARALLEL_FROM {
+            both.par_map_collect(|&x, &y| f(x, y))
+        } else {
+            both.map_collect(|&x, &y| f(x, y))
+        })
     }
 }
 

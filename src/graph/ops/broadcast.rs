@@ -26,6 +26,13 @@ pub fn unbroadcast(grad: ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
     if grad.shape() == shape {
         return grad;
     }
+    // The usual case (a bias): the operand is the trailing axes, stretched along all leading ones.
+    let lead = shape.iter().take_while(|&&d| d == 1).count();
+    let kept = &shape[lead..];
+    if grad.is_standard_layout() && grad.ndim() >= kept.len() && grad.shape()[grad.ndim() - kept.len()..] == *kept {
+        let sums = super::par::column_sums(grad.as_slice().expect("standard layout"), None, kept.iter().product());
+        return ArrayD::from_shape_vec(ndarray::IxDyn(shape), sums).expect("the operand's element count");
+    }
     let extra = grad.ndim() - shape.len();
     let mut g = grad;
     for _ in 0..extra {

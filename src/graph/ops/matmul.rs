@@ -1,7 +1,7 @@
 //! `MatMul` (batched, numpy broadcasting of the batch dimensions) and `Gemm`.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{s, Array2, ArrayD, ArrayView2, Axis, CowArray, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Dimension, Ix2, IxDyn};
 use rayon::prelude::*;
 
 use super::{broadcast_shape, gemm, input, reshape, unbroadcast, Attrs, Grads, Op};
@@ -14,10 +14,13 @@ use crate::graph::value::{as_f32, OpResult, Value};
 /// `a`: `[..., M, K]`, `b`: `[..., K, N]` (batch dimensions broadcast); output `[..., M, N]`.
 pub struct MatMul;
 
-/// Both operands as rank >= 2, and the output shape without the promoted axes.
-fn promote(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<(ArrayD<f32>, ArrayD<f32>, Vec<usize>)> {
-    let a2 = if a.ndim() == 1 { a.clone().insert_axis(Axis(0)) } else { a.clone() };
-    let b2 = if b.ndim() == 1 { b.clone().insert_axis(Axis(1)) } else { b.clone() };
+/// Both operands as rank >= 2 views, and the output shape without the promoted axes.
+fn promote<'a>(
+    a: &'a ArrayD<f32>,
+    b: &'a ArrayD<f32>,
+) -> OpResult<(ArrayViewD<'a, f32>, ArrayViewD<'a, f32>, Vec<usize>)> {
+    let a2 = if a.ndim() == 1 { a.view().insert_axis(Axis(0)) } else { a.view() };
+    let b2 = if b.ndim() == 1 { b.view().insert_axis(Axis(1)) } else { b.view() };
     let (ra, rb) = (a2.ndim(), b2.ndim());
     let (m, k) = (a2.shape()[ra - 2], a2.shape()[ra - 1]);
     let (k2, n) = (b2.shape()[rb - 2], b2.shape()[rb - 1]);
@@ -35,55 +38,51 @@ fn promote(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<(ArrayD<f32>, ArrayD<f3
 }
 
 /// Batched product of rank >= 2 arrays with broadcast batch dimensions; the result has the
-/// broadcast batch shape followed by `[M, N]`.
+/// broadcast batch shape followed by `[M, N]`. Operands of any strides (transposed or broadcast
+/// views) are read in place, never copied.
 ///
 /// # Shapes
 /// `a`: `[..., M, K]`, `b`: `[..., K, N]`; returns `[batch..., M, N]`.
-pub fn batched(a: &ArrayD<f32>, b: &ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+pub fn batched(a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> OpResult<ArrayD<f32>> {
     let (ra, rb) = (a.ndim(), b.ndim());
     let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
     let batch = broadcast_shape(&a.shape()[..ra - 2], &b.shape()[..rb - 2])?;
-    let count: usize = batch.iter().product();
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
     if rb == 2 {
         // One GEMM: the batch of `a` folds into its rows.
+        let count: usize = batch.iter().product();
         let a_std = a.as_standard_layout();
         let a2 = a_std.view().into_shape_with_order((count * m, k)).unwrap();
         let b2 = b.view().into_dimensionality::<Ix2>().unwrap();
         return Ok(reshape(gemm::dot(&a2, &b2), &out_shape));
     }
-    let shape = |r: usize, c: usize| batch.iter().copied().chain([r, c]).collect::<Vec<_>>();
-    let (a_full, b_full) = (full(a, &shape(m, k)), full(b, &shape(k, n)));
-    let a3 = a_full.view().into_shape_with_order((count, m, k)).unwrap();
-    let b3 = b_full.view().into_shape_with_order((count, k, n)).unwrap();
-    let mut out = vec![0.0f32; count * m * n];
-    out.par_chunks_mut((m * n).max(1)).enumerate().for_each(|(i, chunk)| {
+    let shape = |r: usize, c: usize| IxDyn(&batch.iter().copied().chain([r, c]).collect::<Vec<_>>());
+    let (ab, bb) = (a.broadcast(shape(m, k)).unwrap(), b.broadcast(shape(k, n)).unwrap());
+    let indices: Vec<IxDyn> = ndarray::indices(IxDyn(&batch)).into_iter().collect();
+    let mut out = vec![0.0f32; indices.len() * m * n];
+    out.par_chunks_mut((m * n).max(1)).zip(indices.par_iter()).for_each(|(chunk, idx)| {
         let mut c = ndarray::ArrayViewMut2::from_shape((m, n), chunk).unwrap();
-        let (x, y): (ArrayView2<f32>, ArrayView2<f32>) = (
-            a3.slice(s![i, .., ..]).into_dimensionality().unwrap(),
-            b3.slice(s![i, .., ..]).into_dimensionality().unwrap(),
-        );
-        general_mat_mul(1.0, &x, &y, 0.0, &mut c);
+        general_mat_mul(1.0, &matrix_at(&ab, idx), &matrix_at(&bb, idx), 0.0, &mut c);
     });
     Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).unwrap())
 }
 
-/// `x` broadcast to `shape` in row-major layout, copied only where broadcast or not row-major.
-fn full<'a>(x: &'a ArrayD<f32>, shape: &[usize]) -> CowArray<'a, f32, IxDyn> {
-    if x.shape() == shape && x.is_standard_layout() {
-        CowArray::from(x.view())
-    } else {
-        CowArray::from(x.broadcast(IxDyn(shape)).unwrap().as_standard_layout().into_owned())
+/// The matrix of `v` at batch index `idx` (a view).
+fn matrix_at<'a>(v: &ArrayViewD<'a, f32>, idx: &IxDyn) -> ArrayView2<'a, f32> {
+    let mut v = v.clone();
+    for &j in idx.slice() {
+        v = v.index_axis_move(Axis(0), j);
     }
+    v.into_dimensionality().unwrap()
 }
 
-/// Swaps the last two axes (a row-major copy).
-fn t(x: &ArrayD<f32>) -> ArrayD<f32> {
+/// The last two axes swapped (a view).
+fn t<'a>(x: &ArrayViewD<'a, f32>) -> ArrayViewD<'a, f32> {
     let r = x.ndim();
-    let mut v = x.view();
+    let mut v = x.clone();
     v.swap_axes(r - 2, r - 1);
-    v.as_standard_layout().into_owned()
+    v
 }
 
 impl Op for MatMul {
@@ -103,7 +102,8 @@ impl Op for MatMul {
         let mut full = batch.clone();
         full.extend([m, n]);
         debug_assert_eq!(full.len(), ra);
-        let g = dy.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&full)).map_err(|e| e.to_string())?;
+        let g_std = dy.as_standard_layout();
+        let g = g_std.view().into_shape_with_order(IxDyn(&full)).map_err(|e| e.to_string())?;
         let da = if want[0] {
             let d = batched(&g, &t(&b2))?;
             Some(reshape(unbroadcast(d, a2.shape()), a.shape()))
@@ -115,11 +115,8 @@ impl Op for MatMul {
                 // Sum over every batch row at once: [rows, K]^T x [rows, N].
                 let rows: usize = batch.iter().product::<usize>() * m;
                 let ab = a2.broadcast(IxDyn(&[&batch[..], &a2.shape()[a2.ndim() - 2..]].concat())).unwrap();
-                let a_rows = ab
-                    .as_standard_layout()
-                    .into_owned()
-                    .into_shape_with_order((rows, a2.shape()[a2.ndim() - 1]))
-                    .unwrap();
+                let a_std = ab.as_standard_layout();
+                let a_rows = a_std.view().into_shape_with_order((rows, a2.shape()[a2.ndim() - 1])).unwrap();
                 let g_rows = g.view().into_shape_with_order((rows, n)).unwrap();
                 gemm::dot(&a_rows.t(), &g_rows).into_dyn()
             } else {

@@ -3,7 +3,9 @@
 
 use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 
-use super::{axis, input, unbroadcast, Attrs, Grads, Op};
+use rayon::prelude::*;
+
+use super::{axis, input, par, unbroadcast, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// Layer normalisation over the axes from `axis` on: `y = (x - mean) / sqrt(var + eps) * scale + bias`.
@@ -27,16 +29,22 @@ fn normalise(x: &ArrayD<f32>, ax: usize, eps: f32) -> (Array2<f32>, Array1<f32>)
     let inner: usize = x.shape()[ax..].iter().product();
     let outer = x.len() / inner.max(1);
     let mut xhat = x.as_standard_layout().into_owned().into_shape_with_order((outer, inner)).unwrap();
-    let mut inv = Array1::zeros(outer);
-    for (mut row, r) in xhat.outer_iter_mut().zip(inv.iter_mut()) {
-        let n = inner as f32;
-        let mean = row.sum() / n;
-        let var = row.fold(0.0, |s, &v| s + (v - mean) * (v - mean)) / n;
+    let n = inner as f32;
+    let mut inv = vec![0.0f32; outer];
+    let one = |(row, r): (&mut [f32], &mut f32)| {
+        let mean = row.iter().sum::<f32>() / n;
+        let var = row.iter().fold(0.0, |s, &v| s + (v - mean) * (v - mean)) / n;
         *r = 1.0 / (var + eps).sqrt();
         let k = *r;
-        row.mapv_inplace(|v| (v - mean) * k);
+        row.iter_mut().for_each(|v| *v = (*v - mean) * k);
+    };
+    let data = xhat.as_slice_mut().expect("standard layout");
+    if data.len() >= par::PARALLEL_FROM {
+        data.par_chunks_mut(inner.max(1)).zip(inv.par_iter_mut()).for_each(one);
+    } else {
+        data.chunks_mut(inner.max(1)).zip(inv.iter_mut()).for_each(one);
     }
-    (xhat, inv)
+    (xhat, Array1::from(inv))
 }
 
 /// A per-feature parameter broadcast to the `inner` normalised shape, flattened.
@@ -52,10 +60,14 @@ impl Op for LayerNorm {
         let ax = axis(self.axis, a.ndim())?;
         let (mut y, _) = normalise(a, ax, self.epsilon);
         let scale = per_feature(as_f32(input(x, 1)?, "Scale")?, &a.shape()[ax..], "Scale")?;
-        y *= &scale;
-        if let Some(b) = x.get(2).copied().flatten() {
-            y += &per_feature(as_f32(b, "B")?, &a.shape()[ax..], "B")?;
-        }
+        let bias = match x.get(2).copied().flatten() {
+            Some(b) => per_feature(as_f32(b, "B")?, &a.shape()[ax..], "B")?,
+            None => Array1::zeros(scale.len()),
+        };
+        let (scale, bias) = (scale.as_slice().expect("owned"), bias.as_slice().expect("owned"));
+        par::rows_mut(y.as_slice_mut().expect("standard layout"), scale.len(), |row, _| {
+            row.iter_mut().zip(scale).zip(bias).for_each(|((v, &s), &b)| *v = *v * s + b);
+        });
         Ok(Value::F32(y.into_shape_with_order(IxDyn(a.shape())).unwrap()))
     }
 
@@ -68,21 +80,27 @@ impl Op for LayerNorm {
         let (xhat, inv) = normalise(a, ax, self.epsilon);
         let g = dy.as_standard_layout().into_owned().into_shape_with_order(xhat.raw_dim()).unwrap();
         let dx = want[0].then(|| {
-            let n = xhat.ncols() as f32;
-            let mut dx = &g * &scale;
-            for ((mut d, h), &k) in dx.outer_iter_mut().zip(xhat.outer_iter()).zip(inv.iter()) {
-                let mean_d = d.sum() / n;
-                let mean_dh = d.iter().zip(h.iter()).map(|(p, q)| p * q).sum::<f32>() / n;
-                d.zip_mut_with(&h, |v, &hv| *v = k * (*v - mean_d - hv * mean_dh));
-            }
+            let width = xhat.ncols();
+            let n = width as f32;
+            let (h, sc) = (xhat.as_slice().expect("standard layout"), scale.as_slice().expect("owned"));
+            let mut dx = g.clone();
+            par::rows_mut(dx.as_slice_mut().expect("standard layout"), width, |d, i| {
+                let (h, k) = (&h[i * width..(i + 1) * width], inv[i]);
+                d.iter_mut().zip(sc).for_each(|(v, &s)| *v *= s);
+                let mean_d = d.iter().sum::<f32>() / n;
+                let mean_dh = d.iter().zip(h).map(|(p, q)| p * q).sum::<f32>() / n;
+                d.iter_mut().zip(h).for_each(|(v, &hv)| *v = k * (*v - mean_d - hv * mean_dh));
+            });
             dx.into_shape_with_order(IxDyn(a.shape())).unwrap()
         });
-        let reduce = |t: Array2<f32>, like: &ArrayD<f32>| {
-            unbroadcast(t.sum_axis(Axis(0)).into_shape_with_order(IxDyn(inner_shape)).unwrap(), like.shape())
+        let g_rows = g.as_slice().expect("standard layout");
+        let reduce = |times: Option<&[f32]>, like: &ArrayD<f32>| {
+            let sums = par::column_sums(g_rows, times, xhat.ncols());
+            unbroadcast(ArrayD::from_shape_vec(IxDyn(inner_shape), sums).unwrap(), like.shape())
         };
-        let dscale = want[1].then(|| reduce(&g * &xhat, scale_v));
+        let dscale = want[1].then(|| reduce(xhat.as_slice(), scale_v));
         let dbias = match (want.get(2).copied().unwrap_or(false), x.get(2).copied().flatten()) {
-            (true, Some(b)) => Some(reduce(g.clone(), as_f32(b, "B")?)),
+            (true, Some(b)) => Some(reduce(None, as_f32(b, "B")?)),
             _ => None,
         };
         Ok(vec![dx, dscale, dbias])

@@ -4,7 +4,7 @@ use ndarray::{ArrayD, Zip};
 use rayon::prelude::*;
 
 /// Below this many elements one thread is faster than splitting.
-const PARALLEL_FROM: usize = 1 << 15;
+pub const PARALLEL_FROM: usize = 1 << 15;
 const CHUNK: usize = 1 << 13;
 
 /// `f` applied to every element of `a`.
@@ -42,6 +42,51 @@ pub fn zip(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync)
     }
 }
 
+/// `f(row, i)` on every `width`-long row of `data`, rows split across the rayon pool when the
+/// data is large.
+///
+/// # Shapes
+/// `data`: `[rows * width]`.
+pub fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync) {
+    let width = width.max(1);
+    if data.len() >= PARALLEL_FROM {
+        data.par_chunks_mut(width).enumerate().for_each(|(i, r)| f(r, i));
+    } else {
+        data.chunks_mut(width).enumerate().for_each(|(i, r)| f(r, i));
+    }
+}
+
+/// The sum of the rows of `a`, or of `a * b` elementwise when `b` is given: partial sums of row
+/// blocks on every rayon thread, then added.
+///
+/// # Shapes
+/// `a`, `b`: `[rows, cols]` (row-major); returns `[cols]`.
+pub fn column_sums(a: &[f32], b: Option<&[f32]>, cols: usize) -> Vec<f32> {
+    let cols = cols.max(1);
+    let block = (CHUNK / cols).max(1) * cols;
+    let partial = |start: usize, a: &[f32]| {
+        let mut acc = vec![0.0f32; cols];
+        for (r, row) in a.chunks(cols).enumerate() {
+            match b {
+                Some(b) => {
+                    let other = &b[start + r * cols..start + (r + 1) * cols];
+                    acc.iter_mut().zip(row).zip(other).for_each(|((s, &x), &y)| *s += x * y);
+                }
+                None => acc.iter_mut().zip(row).for_each(|(s, &x)| *s += x),
+            }
+        }
+        acc
+    };
+    let add = |mut x: Vec<f32>, y: Vec<f32>| {
+        x.iter_mut().zip(&y).for_each(|(s, v)| *s += v);
+        x
+    };
+    if a.len() < PARALLEL_FROM {
+        return partial(0, a);
+    }
+    a.par_chunks(block).enumerate().map(|(i, blk)| partial(i * block, blk)).reduce(|| vec![0.0; cols], add)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +98,24 @@ mod tests {
             let (a, b) = (param(&[n], 1), param(&[n], 2));
             assert_eq!(map(&a, |v| v * 2.0 + 1.0), a.mapv(|v| v * 2.0 + 1.0));
             assert_eq!(zip(&a, &b, |x, y| x * y - 1.0), Zip::from(&a).and(&b).map_collect(|&x, &y| x * y - 1.0));
+        }
+    }
+
+    #[test]
+    fn column_sums_and_row_maps_match_serial_ones() {
+        for rows in [3, 20_000] {
+            let a = param(&[rows, 7], 3).into_dimensionality::<ndarray::Ix2>().unwrap();
+            let want = a.sum_axis(ndarray::Axis(0));
+            let got = column_sums(a.as_slice().unwrap(), None, 7);
+            let squares = column_sums(a.as_slice().unwrap(), a.as_slice(), 7);
+            let want_squares = a.mapv(|v| v * v).sum_axis(ndarray::Axis(0));
+            for ((w, g), (ws, gs)) in want.iter().zip(&got).zip(want_squares.iter().zip(&squares)) {
+                assert!((w - g).abs() <= 1e-3 * w.abs().max(1.0), "{w} vs {g}");
+                assert!((ws - gs).abs() <= 1e-3 * ws.abs().max(1.0), "{ws} vs {gs}");
+            }
+            let mut b = a.clone();
+            rows_mut(b.as_slice_mut().unwrap(), 7, |r, i| r.iter_mut().for_each(|v| *v += i as f32));
+            assert_eq!(b[[rows - 1, 2]], a[[rows - 1, 2]] + (rows - 1) as f32);
         }
     }
 }

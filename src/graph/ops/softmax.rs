@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
-use super::{axis, input, Attrs, Grads, Op};
+use super::{axis, input, par, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// Softmax: `y = exp(x - max) / sum(exp(x - max))` over the softmax axis (or axes).
@@ -38,11 +38,21 @@ impl Op for Softmax {
         let a = as_f32(input(x, 0)?, "input")?;
         let dims = self.split(a.shape())?;
         let mut y = a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
-        for mut lane in y.lanes_mut(Axis(1)) {
-            let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            lane.mapv_inplace(|v| (v - max).exp());
-            let sum = lane.sum();
-            lane.mapv_inplace(|v| v / sum);
+        if dims[2] == 1 {
+            // The usual case (the last axis): contiguous rows, in parallel.
+            par::rows_mut(y.as_slice_mut().expect("standard layout"), dims[1], |row, _| {
+                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                row.iter_mut().for_each(|v| *v = (*v - max).exp());
+                let k = 1.0 / row.iter().sum::<f32>();
+                row.iter_mut().for_each(|v| *v *= k);
+            });
+        } else {
+            for mut lane in y.lanes_mut(Axis(1)) {
+                let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                lane.mapv_inplace(|v| (v - max).exp());
+                let sum = lane.sum();
+                lane.mapv_inplace(|v| v / sum);
+            }
         }
         Ok(Value::F32(y.into_shape_with_order(IxDyn(a.shape())).unwrap()))
     }
@@ -50,8 +60,18 @@ impl Op for Softmax {
     fn vjp(&self, _x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         let y = as_f32(y, "output")?;
         let dims = self.split(y.shape())?;
+        let mut g3 = dy.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
+        if let (1, Some(p)) = (dims[2], y.as_slice()) {
+            // dx = y * (dy - sum(dy * y)) along each contiguous row, in parallel.
+            let n = dims[1];
+            par::rows_mut(g3.as_slice_mut().expect("standard layout"), n, |g, i| {
+                let p = &p[i * n..(i + 1) * n];
+                let s: f32 = g.iter().zip(p).map(|(g, p)| g * p).sum();
+                g.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - s));
+            });
+            return Ok(vec![Some(g3.into_shape_with_order(IxDyn(y.shape())).unwrap())]);
+        }
         let y3 = y.view().into_shape_with_order(IxDyn(&dims)).unwrap();
-        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
         // dx = y * (dy - sum(dy * y)) along the softmax axis.
         let dot = (&g3 * &y3).sum_axis(Axis(1)).insert_axis(Axis(1));
         let dx = Zip::from(&g3).and(&y3).and_broadcast(&dot).map_collect(|&g, &p, &s| p * (g - s));
