@@ -1,34 +1,87 @@
-//! A matrix product split across the rayon pool (ndarray's own `dot` runs on one thread).
+//! Matrix products split across the rayon pool (ndarray's own `dot` runs on one thread), written
+//! into fresh memory without zeroing it first.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2, Axis};
+use std::mem::MaybeUninit;
+
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
 /// Below this many multiply-adds one thread is faster than splitting.
 const PARALLEL_FROM: usize = 1 << 21;
+
+/// A pointer handed to the rayon pool; every job writes a disjoint block through it.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: the jobs that share an `Out` write disjoint elements, and the caller waits for them all.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer `offset` elements on (taking `self` whole, so closures capture the `Out`).
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `c = a · b`, `c` row-major with row stride `ldc`; `c` is written, never read, so it may be
+/// uninitialised.
+///
+/// # Safety
+/// `c` must be valid for writes of `a.nrows()` rows of `b.ncols()` elements, `ldc` apart.
+///
+/// # Shapes
+/// `a`: `[M, K]`, `b`: `[K, N]`.
+unsafe fn product_into(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: *mut f32, ldc: usize) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let (sa, sb) = (a.strides(), b.strides());
+    // SAFETY: the views' pointers and strides describe their elements; matrixmultiply does not
+    // read C when beta is 0.
+    unsafe {
+        matrixmultiply::sgemm(m, k, n, 1.0, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], 0.0, c, ldc as isize, 1)
+    }
+}
+
+/// `a · b` into `out`, uninitialised row-major `[M, N]` memory, in row or column blocks on every
+/// rayon thread when it is large.
+///
+/// # Shapes
+/// `a`: `[M, K]`, `b`: `[K, N]`, `out`: `M * N` elements.
+pub fn dot_into(a: &ArrayView2<f32>, b: &ArrayView2<f32>, out: &mut [MaybeUninit<f32>]) {
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    assert_eq!(out.len(), m * n, "the output holds M * N elements");
+    let c = Out(out.as_mut_ptr().cast::<f32>());
+    let threads = rayon::current_num_threads();
+    if m * k * n < PARALLEL_FROM || threads < 2 {
+        // SAFETY: `out` holds the M x N result.
+        unsafe { product_into(a, b, c.at(0), n) };
+    } else if m >= n {
+        let rows = m.div_ceil(threads);
+        (0..m.div_ceil(rows)).into_par_iter().for_each(|j| {
+            let r = j * rows..((j + 1) * rows).min(m);
+            let block = a.slice(ndarray::s![r.clone(), ..]);
+            // SAFETY: rows `r` of the output, disjoint across jobs.
+            unsafe { product_into(&block, b, c.at(r.start * n), n) };
+        });
+    } else {
+        let cols = n.div_ceil(threads);
+        (0..n.div_ceil(cols)).into_par_iter().for_each(|j| {
+            let r = j * cols..((j + 1) * cols).min(n);
+            let block = b.slice(ndarray::s![.., r.clone()]);
+            // SAFETY: columns `r` of the output, disjoint across jobs.
+            unsafe { product_into(a, &block, c.at(r.start), n) };
+        });
+    }
+}
 
 /// `a · b`, computed in row or column blocks on every rayon thread when it is large.
 ///
 /// # Shapes
 /// `a`: `[M, K]`, `b`: `[K, N]`; returns `[M, N]` in row-major layout.
 pub fn dot(a: &ArrayView2<f32>, b: &ArrayView2<f32>) -> Array2<f32> {
-    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
-    let mut c = Array2::<f32>::zeros((m, n));
-    let threads = rayon::current_num_threads();
-    if m * k * n < PARALLEL_FROM || threads < 2 {
-        general_mat_mul(1.0, a, b, 0.0, &mut c);
-        return c;
-    }
-    if m >= n {
-        let rows = m.div_ceil(threads);
-        let jobs: Vec<_> = c.axis_chunks_iter_mut(Axis(0), rows).zip(a.axis_chunks_iter(Axis(0), rows)).collect();
-        jobs.into_par_iter().for_each(|(mut ci, ai)| general_mat_mul(1.0, &ai, b, 0.0, &mut ci));
-    } else {
-        let cols = n.div_ceil(threads);
-        let jobs: Vec<_> = c.axis_chunks_iter_mut(Axis(1), cols).zip(b.axis_chunks_iter(Axis(1), cols)).collect();
-        jobs.into_par_iter().for_each(|(mut ci, bi)| general_mat_mul(1.0, a, &bi, 0.0, &mut ci));
-    }
-    c
+    let mut c = Array2::<f32>::uninit((a.nrows(), b.ncols()));
+    dot_into(a, b, c.as_slice_mut().expect("a fresh array is row-major"));
+    // SAFETY: `dot_into` wrote every element.
+    unsafe { c.assume_init() }
 }
 
 #[cfg(test)]

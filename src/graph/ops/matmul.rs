@@ -1,6 +1,5 @@
 //! `MatMul` (batched, numpy broadcasting of the batch dimensions) and `Gemm`.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Dimension, Ix2, IxDyn};
 use rayon::prelude::*;
 
@@ -60,12 +59,13 @@ pub fn batched(a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> OpResult<ArrayD<f32>
     let shape = |r: usize, c: usize| IxDyn(&batch.iter().copied().chain([r, c]).collect::<Vec<_>>());
     let (ab, bb) = (a.broadcast(shape(m, k)).unwrap(), b.broadcast(shape(k, n)).unwrap());
     let indices: Vec<IxDyn> = ndarray::indices(IxDyn(&batch)).into_iter().collect();
-    let mut out = vec![0.0f32; indices.len() * m * n];
-    out.par_chunks_mut((m * n).max(1)).zip(indices.par_iter()).for_each(|(chunk, idx)| {
-        let mut c = ndarray::ArrayViewMut2::from_shape((m, n), chunk).unwrap();
-        general_mat_mul(1.0, &matrix_at(&ab, idx), &matrix_at(&bb, idx), 0.0, &mut c);
+    let mut out = ArrayD::<f32>::uninit(IxDyn(&out_shape));
+    let slots = out.as_slice_mut().expect("a fresh array is row-major");
+    slots.par_chunks_mut((m * n).max(1)).zip(indices.par_iter()).for_each(|(chunk, idx)| {
+        gemm::dot_into(&matrix_at(&ab, idx), &matrix_at(&bb, idx), chunk);
     });
-    Ok(ArrayD::from_shape_vec(IxDyn(&out_shape), out).unwrap())
+    // SAFETY: every [M, N] block was written by `dot_into` (an empty batch has no elements).
+    Ok(unsafe { out.assume_init() })
 }
 
 /// The matrix of `v` at batch index `idx` (a view).

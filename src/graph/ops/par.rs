@@ -14,10 +14,8 @@ const CHUNK: usize = 1 << 13;
 pub fn map(a: &ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync) -> ArrayD<f32> {
     match a.as_slice() {
         Some(src) if src.len() >= PARALLEL_FROM => {
-            let mut out = vec![0.0f32; src.len()];
-            out.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, s)| {
-                o.iter_mut().zip(s).for_each(|(o, &s)| *o = f(s));
-            });
+            let mut out = Vec::new();
+            src.par_iter().with_min_len(CHUNK).map(|&s| f(s)).collect_into_vec(&mut out);
             ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
         }
         _ => a.mapv(f),
@@ -32,10 +30,8 @@ pub fn zip(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync)
     debug_assert_eq!(a.shape(), b.shape());
     match (a.as_slice(), b.as_slice()) {
         (Some(x), Some(y)) if x.len() >= PARALLEL_FROM => {
-            let mut out = vec![0.0f32; x.len()];
-            out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).zip(y.par_chunks(CHUNK)).for_each(|((o, x), y)| {
-                o.iter_mut().zip(x).zip(y).for_each(|((o, &x), &y)| *o = f(x, y));
-            });
+            let mut out = Vec::new();
+            x.par_iter().zip(y.par_iter()).with_min_len(CHUNK).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out);
             ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
         }
         _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
