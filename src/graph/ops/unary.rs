@@ -75,19 +75,24 @@ impl Op for Unary {
     }
 }
 
-/// The error function, to within about 1.2e-7 (the Chebyshev fit of Numerical Recipes' `erfc`, in f64).
+/// The error function in f32, to within 5e-7: the rational fit that Eigen and XLA use, `x P(x²) /
+/// Q(x²)` on `[-4, 4]` (outside it erf is ±1 in f32). No `exp`, so the compiler vectorises it.
 pub fn erf(x: f32) -> f32 {
-    let x = x as f64;
-    let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let poly = -x * x - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807
-                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
-    let erfc = t * poly.exp();
-    (if x >= 0.0 { 1.0 - erfc } else { erfc - 1.0 }) as f32
+    const P: [f32; 7] = [
+        -2.726_142_3e-10,
+        2.770_681_4e-8,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_6e-3,
+        -1.609_603_3e-2,
+    ];
+    const Q: [f32; 5] = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329e-3, -1.426_473_9e-2];
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let p = P[1..].iter().fold(P[0], |acc, &c| acc * x2 + c) * x;
+    let q = Q[1..].iter().fold(Q[0], |acc, &c| acc * x2 + c);
+    p / q
 }
 
 /// `Clip`: `min(max(x, lo), hi)`, the bounds from inputs 1 and 2 (opset 11+) or attributes.
@@ -147,7 +152,7 @@ mod tests {
     fn erf_matches_reference_values() {
         for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_9), (1.0, 0.842_700_8), (-2.0, -0.995_322_3), (3.5, 0.999_999_3)]
         {
-            assert!((erf(x) - want).abs() < 3e-7, "erf({x}) = {} vs {want}", erf(x));
+            assert!((erf(x) - want).abs() < 5e-7, "erf({x}) = {} vs {want}", erf(x));
         }
     }
 
