@@ -41,7 +41,9 @@ impl Tail {
         }
         let out = self.fixed[self.end].as_ref().or(self.live[self.end].as_ref());
         let out = match out {
-            Some(Value::F32(a)) => a.clone(),
+            // Inside the tail a tensor may keep permuted strides (a lazy Transpose); outside, rows
+            // are row-major.
+            Some(Value::F32(a)) => a.as_standard_layout().into_owned(),
             Some(other) => {
                 let msg = format!("is {}, expected f32", other.dtype());
                 return Err(Error::Tensor { name: self.names[self.end].clone(), msg });

@@ -126,7 +126,12 @@ impl Op for Transpose {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let v = input(x, 0)?;
         let p = self.perm(v.shape().len())?;
-        Ok(each_type!(v, a => a.view().permuted_axes(IxDyn(&p)).as_standard_layout().into_owned()))
+        // f32 tensors keep the permuted strides (a copy in memory order, no gather): MatMul reads
+        // strided operands in place, and other ops make their input row-major when they need it.
+        Ok(match v {
+            Value::F32(a) => Value::F32(a.view().permuted_axes(IxDyn(&p)).to_owned()),
+            other => each_type!(other, a => a.view().permuted_axes(IxDyn(&p)).as_standard_layout().into_owned()),
+        })
     }
 
     fn vjp(&self, _x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
@@ -135,7 +140,7 @@ impl Op for Transpose {
         for (i, &a) in p.iter().enumerate() {
             inv[a] = i;
         }
-        Ok(vec![Some(dy.view().permuted_axes(IxDyn(&inv)).as_standard_layout().into_owned())])
+        Ok(vec![Some(dy.view().permuted_axes(IxDyn(&inv)).to_owned())])
     }
 }
 
