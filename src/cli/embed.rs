@@ -90,7 +90,7 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     data.to_file().save(&args.out)?;
     println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
     if emb.computed > 0 {
-        println!("{}", pipeline_line(&emb));
+        println!("{}", pipeline_line(emb));
     }
     println!("{}", summary(emb.rows.len(), emb.computed, emb.seconds));
     Ok(ExitCode::SUCCESS)
