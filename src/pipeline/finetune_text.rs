@@ -8,12 +8,11 @@
 
 use ndarray::{Array2, Array3, Axis};
 
-use super::{RouteInput, Routed, VERIFY_TEXTS};
+use super::{EncoderParts, RouteInput, Routed, VERIFY_TEXTS};
 use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions};
-use crate::config::manifest::Manifest;
 use crate::data::Dataset;
 use crate::export::{self, keys, TextMeta};
-use crate::features::{cache, Backbone, FeatureCache};
+use crate::features::{Backbone, FeatureCache};
 use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
 use crate::pipeline::common::{dense_stack, engine_options};
@@ -135,11 +134,8 @@ fn sequence_mask(
 pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let RouteInput { cfg, table, labels, y, texts, tokenizer_path } = *input;
     let classes = labels.len();
-    let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
-    let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
-    let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
-    let encoder = backbone.text_encoder()?;
-    let sha = encoder.save(tokenizer_path)?;
+    let EncoderParts { bcfg, cache_root, backbone, encoder, tokenizer_sha: sha } =
+        EncoderParts::open(cfg, tokenizer_path)?;
     let source = crate::onnx::load(&backbone.source)?;
     let what = backbone.source.display().to_string();
     let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;

@@ -22,7 +22,7 @@ use super::mistakes;
 use super::report::{DataSummary, FineTuneSummary, Report, TextSummary};
 use crate::backend::Value;
 use crate::config::manifest::Manifest;
-use crate::config::{PipelineConfig, Task};
+use crate::config::{BackboneConfig, PipelineConfig, Task};
 use crate::data::{read_text_csv, Dataset, Labels, TextOptions, TextTable};
 use crate::export::{self, keys, TextMeta, ATTENTION_MASK, INPUT_IDS};
 use crate::features::{cache, embed_texts, Backbone, FeatureCache};
@@ -119,6 +119,27 @@ struct Routed {
 }
 
 /// What both routes read.
+/// What both sentence-encoder routes open first: the pipeline's backbone section, the feature
+/// cache root, the prepared backbone, its tokenizer (saved beside the run) and that file's sha256.
+struct EncoderParts<'a> {
+    bcfg: &'a BackboneConfig,
+    cache_root: std::path::PathBuf,
+    backbone: Backbone,
+    encoder: TextEncoder,
+    tokenizer_sha: String,
+}
+
+impl<'a> EncoderParts<'a> {
+    fn open(cfg: &'a PipelineConfig, tokenizer_path: &Path) -> Result<Self> {
+        let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
+        let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
+        let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
+        let encoder = backbone.text_encoder()?;
+        let tokenizer_sha = encoder.save(tokenizer_path)?;
+        Ok(EncoderParts { bcfg, cache_root, backbone, encoder, tokenizer_sha })
+    }
+}
+
 struct RouteInput<'a> {
     cfg: &'a PipelineConfig,
     table: &'a TextTable,
@@ -183,11 +204,8 @@ fn lstm_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
 fn encoder_route(input: &RouteInput, session: &mut Session) -> Result<Routed> {
     let RouteInput { cfg, table, labels, y, texts, tokenizer_path } = *input;
     let classes = labels.len();
-    let bcfg = cfg.backbone.as_ref().ok_or_else(|| Error::config("backbone", "missing"))?;
-    let cache_root = bcfg.cache.clone().unwrap_or_else(cache::default_root);
-    let backbone = Backbone::prepare(Manifest::load(&bcfg.manifest)?, bcfg.path.as_deref(), &cache_root)?;
-    let encoder = backbone.text_encoder()?;
-    let sha = encoder.save(tokenizer_path)?;
+    let EncoderParts { bcfg, cache_root, backbone, encoder, tokenizer_sha: sha } =
+        EncoderParts::open(cfg, tokenizer_path)?;
     let mut fcache = FeatureCache::open(&cache_root, &backbone.sha256, &backbone.recipe(Some(&encoder))?)?;
     let emb = embed_texts(
         &backbone,
