@@ -118,8 +118,9 @@ pub fn embed_images(
         let gpu = session.device().starts_with("cuda");
         let rows = inputs.first().map_or(0, |(_, v)| v.shape()[0]);
         let inputs = if gpu { pad_rows(inputs, batch) } else { inputs };
-        let features = session.run_output(inputs, &output)?;
-        let features = features.slice_axis(ndarray::Axis(0), (0..rows).into()).to_owned();
+        let mut features = session.run_output(inputs, &output)?;
+        // Only the padding rows go (no copy when there are none).
+        features.slice_axis_inplace(ndarray::Axis(0), (0..rows).into());
         if first {
             first_run = (t.elapsed().as_secs_f64(), rows);
         }

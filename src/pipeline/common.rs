@@ -10,7 +10,7 @@ use super::report::{ImageSummary, Mistake, Phase};
 use crate::backend::{EngineOptions, OrtOptions, Value};
 use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
 use crate::data::stratified_split;
-use crate::data::{Dataset, ImageFolder, Labels};
+use crate::data::{CsvOptions, Dataset, ImageFolder, Labels};
 use crate::export::{self, keys, IMAGE_INPUT};
 use crate::features::{embed_images, Backbone, Embedded, FeatureCache};
 use crate::nn::optim::LrGroup;
@@ -27,6 +27,17 @@ use crate::{io, Error, Result};
 
 /// Validation images verified on both engines (tract runs the whole backbone, so this is bounded).
 pub const VERIFY_IMAGES: usize = 16;
+
+/// How a tabular pipeline reads its CSV: its label, feature and excluded columns, and whether bad
+/// rows are skipped.
+pub fn csv_options(cfg: &PipelineConfig) -> CsvOptions {
+    CsvOptions {
+        label: cfg.data.label.clone(),
+        features: cfg.data.features.clone(),
+        exclude: cfg.data.exclude.clone(),
+        skip_bad_rows: cfg.data.skip_bad_rows,
+    }
+}
 
 /// Engine options from a pipeline's backbone section.
 pub fn engine_options(b: &BackboneConfig) -> Result<EngineOptions> {

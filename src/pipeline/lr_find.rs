@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use super::common::{dense_stack, embed_folder};
+use super::common::{csv_options, dense_stack, embed_folder};
 use super::head::{training_rows, Architecture};
 use crate::config::manifest::Manifest;
 use crate::config::{PipelineConfig, Task};
-use crate::data::{read_csv, CsvOptions, Dataset, Labels};
+use crate::data::{read_csv, Dataset, Labels};
 use crate::features::{cache, Backbone, FeatureCache};
 use crate::nn::{Sequential, Standardize};
 use crate::rng::Rng;
@@ -102,12 +102,7 @@ type Prepared = ((Dataset, usize), usize);
 
 /// The tabular pipeline's rows (bad rows skipped as it skips them) and classes, and its width.
 fn tabular_data(cfg: &PipelineConfig) -> Result<Prepared> {
-    let opts = CsvOptions {
-        label: cfg.data.label.clone(),
-        features: cfg.data.features.clone(),
-        exclude: cfg.data.exclude.clone(),
-        skip_bad_rows: cfg.data.skip_bad_rows,
-    };
+    let opts = csv_options(cfg);
     let table = read_csv(&cfg.data.path, &opts)?;
     Standardize::check(&table.x, &table.feature_names)?;
     let raw = table.labels.clone().expect("label column was asked for");

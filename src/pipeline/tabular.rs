@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use super::common::dense_stack;
+use super::common::{csv_options, dense_stack};
 use super::head::{finish, train_head, Finish};
 use super::report::{DataSummary, Report};
 use crate::config::PipelineConfig;
-use crate::data::{read_csv, CsvOptions, Dataset, Labels};
+use crate::data::{read_csv, Dataset, Labels};
 use crate::export::{self, keys};
 use crate::nn::Standardize;
 use crate::train::{self, Session};
@@ -18,12 +18,7 @@ use crate::{verify, Result};
 /// Runs the tabular pipeline into `out`.
 pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Report> {
     let started = Instant::now();
-    let opts = CsvOptions {
-        label: cfg.data.label.clone(),
-        features: cfg.data.features.clone(),
-        exclude: cfg.data.exclude.clone(),
-        skip_bad_rows: cfg.data.skip_bad_rows,
-    };
+    let opts = csv_options(cfg);
     let table = read_csv(&cfg.data.path, &opts)?;
     for b in &table.skipped {
         log::warn!("skipped {}:{}: {}", cfg.data.path.display(), b.line, b.reason);
