@@ -204,7 +204,8 @@ pub fn jpeg_scale(w: u32, h: u32, min_side: u32) -> u32 {
 }
 
 /// A JPEG decoded at a reduced DCT scale, or `None` when no reduction applies (small images) or
-/// the pixel format is one the full decoder handles better (CMYK, 16-bit grey).
+/// the pixel format is one the full decoder handles better (CMYK, 16-bit grey). At 1/8 the DC-only
+/// decoder of [`super::jpeg`] runs when it handles the file (baseline, 1 or 3 components).
 fn scaled_jpeg(bytes: &[u8], min_side: u32) -> std::result::Result<Option<RgbImage>, String> {
     let mut decoder = jpeg_decoder::Decoder::new(bytes);
     decoder.set_max_decoding_buffer_size(MAX_ALLOC as usize);
@@ -218,6 +219,16 @@ fn scaled_jpeg(bytes: &[u8], min_side: u32) -> std::result::Result<Option<RgbIma
     if d == 1 || !matches!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24 | jpeg_decoder::PixelFormat::L8) {
         return Ok(None);
     }
+    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
+    if d == 8 {
+        if let Some(dc) = super::jpeg::decode_dc(bytes)? {
+            let mut img = DynamicImage::ImageRgb8(
+                RgbImage::from_raw(dc.width, dc.height, dc.rgb).ok_or("DC decode smaller than its size says")?,
+            );
+            img.apply_orientation(orientation);
+            return Ok(Some(img.into_rgb8()));
+        }
+    }
     let (sw, sh) = decoder.scale(w.div_ceil(d) as u16, h.div_ceil(d) as u16).map_err(|e| e.to_string())?;
     let pixels = decoder.decode().map_err(|e| e.to_string())?;
     let (sw, sh) = (u32::from(sw), u32::from(sh));
@@ -229,7 +240,6 @@ fn scaled_jpeg(bytes: &[u8], min_side: u32) -> std::result::Result<Option<RgbIma
             RgbImage::from_raw(sw, sh, pixels).ok_or("decoded JPEG smaller than its header says")?,
         ),
     };
-    let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
     let mut img = img;
     img.apply_orientation(orientation);
     Ok(Some(img.into_rgb8()))
