@@ -77,7 +77,7 @@ impl Tail {
             let get = |s: usize| self.fixed[s].as_ref().or(self.live[s].as_ref());
             let xs: Vec<Option<&Value>> = step.inputs.iter().map(|s| s.and_then(get)).collect();
             let y = get(step.output).ok_or_else(|| step_error(step, "its output was not kept".into()))?;
-            let dxs = step.op.vjp(&xs, y, &dy, &want).map_err(|m| step_error(step, m))?;
+            let dxs = step.op.vjp_owned(&xs, y, dy, &want).map_err(|m| step_error(step, m))?;
             for ((g, s), w) in dxs.into_iter().zip(&step.inputs).zip(&want) {
                 let (Some(g), Some(s), true) = (g, s, *w) else { continue };
                 let expected = xs_shape(&xs, &step.inputs, *s);

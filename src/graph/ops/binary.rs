@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, IxDyn, Zip};
 
-use super::{broadcast_shape, input, par, unbroadcast, Grads, Op};
+use super::{broadcast_shape, input, par, unbroadcast, unbroadcast_ref, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -133,6 +133,25 @@ impl Op for Binary {
             })
         })?;
         Ok(vec![ga, gb])
+    }
+
+    fn vjp_owned(&self, x: &[Option<&Value>], y: &Value, dy: ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        if !matches!(self.0, Kind::Add | Kind::Sub) {
+            return self.vjp(x, y, &dy, want);
+        }
+        let (sa, sb) = (input(x, 0)?.shape().to_vec(), input(x, 1)?.shape().to_vec());
+        let wanted = |i: usize| want.get(i).copied().unwrap_or(false);
+        let sign = |g: ArrayD<f32>| if self.0 == Kind::Sub { -g } else { g };
+        // dy goes to one operand as it is; the other gets a copy or its sums.
+        Ok(match (wanted(0), wanted(1)) {
+            (true, true) => {
+                let gb = sign(unbroadcast_ref(&dy, &sb));
+                vec![Some(unbroadcast(dy, &sa)), Some(gb)]
+            }
+            (true, false) => vec![Some(unbroadcast(dy, &sa)), None],
+            (false, true) => vec![None, Some(sign(unbroadcast(dy, &sb)))],
+            (false, false) => vec![None, None],
+        })
     }
 }
 

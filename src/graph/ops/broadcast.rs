@@ -26,6 +26,17 @@ pub fn unbroadcast(grad: ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
     if grad.shape() == shape {
         return grad;
     }
+    unbroadcast_ref(&grad, shape)
+}
+
+/// [`unbroadcast`] of a borrowed gradient: a copy when the shapes match, else only the sums.
+///
+/// # Shapes
+/// `grad`: the broadcast shape; returns `shape`.
+pub fn unbroadcast_ref(grad: &ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
+    if grad.shape() == shape {
+        return grad.clone();
+    }
     // The usual case (a bias): the operand is the trailing axes, stretched along all leading ones.
     let lead = shape.iter().take_while(|&&d| d == 1).count();
     let kept = &shape[lead..];
@@ -34,8 +45,9 @@ pub fn unbroadcast(grad: ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
         return ArrayD::from_shape_vec(ndarray::IxDyn(shape), sums).expect("the operand's element count");
     }
     let extra = grad.ndim() - shape.len();
-    let mut g = grad;
-    for _ in 0..extra {
+    // The leading axes the operand lacks are summed away first (a copy only when there are none).
+    let mut g = if extra == 0 { grad.clone() } else { grad.sum_axis(Axis(0)) };
+    for _ in 1..extra {
         g = g.sum_axis(Axis(0));
     }
     for (i, &d) in shape.iter().enumerate() {

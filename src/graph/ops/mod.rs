@@ -17,7 +17,7 @@ mod softmax;
 mod unary;
 mod window;
 
-pub use broadcast::{broadcast_shape, unbroadcast};
+pub use broadcast::{broadcast_shape, unbroadcast, unbroadcast_ref};
 
 use ndarray::ArrayD;
 
@@ -35,6 +35,13 @@ pub trait Op: Send + Sync {
     /// The vector-Jacobian product: given the inputs, the output `y` and `dy` = dL/dy, returns
     /// dL/dx for every input `i` with `want[i]` (the others may be `None`).
     fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads>;
+
+    /// [`Op::vjp`] with `dy` given away: ops whose gradient is `dy` itself, reshaped, transposed
+    /// or updated in place (additions, shape ops, layer norm) pass it on without copying it. The
+    /// backward pass calls this one.
+    fn vjp_owned(&self, x: &[Option<&Value>], y: &Value, dy: ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        self.vjp(x, y, &dy, want)
+    }
 
     /// Whether input `i` can carry a gradient (an initializer read only through such inputs may be
     /// trained). Shapes, indices and running statistics cannot.

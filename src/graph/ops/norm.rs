@@ -71,38 +71,43 @@ impl Op for LayerNorm {
         Ok(Value::F32(y.into_shape_with_order(IxDyn(a.shape())).unwrap()))
     }
 
-    fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+    fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        self.vjp_owned(x, y, dy.clone(), want)
+    }
+
+    /// The scale and bias gradients are summed from `dy` first; then `dy` becomes dL/dX in place.
+    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
         let a = as_f32(input(x, 0)?, "X")?;
         let ax = axis(self.axis, a.ndim())?;
         let inner_shape = &a.shape()[ax..];
         let scale_v = as_f32(input(x, 1)?, "Scale")?;
         let scale = per_feature(scale_v, inner_shape, "Scale")?;
         let (xhat, inv) = normalise(a, ax, self.epsilon);
-        let g = dy.as_standard_layout().into_owned().into_shape_with_order(xhat.raw_dim()).unwrap();
+        let dy = if dy.is_standard_layout() { dy } else { dy.as_standard_layout().into_owned() };
+        let mut g = dy.into_shape_with_order(xhat.raw_dim()).unwrap();
+        let reduce = |g_rows: &[f32], times: Option<&[f32]>, like: &ArrayD<f32>| {
+            let sums = par::column_sums(g_rows, times, xhat.ncols());
+            unbroadcast(ArrayD::from_shape_vec(IxDyn(inner_shape), sums).unwrap(), like.shape())
+        };
+        let g_rows = g.as_slice().expect("standard layout");
+        let dscale = want[1].then(|| reduce(g_rows, xhat.as_slice(), scale_v));
+        let dbias = match (want.get(2).copied().unwrap_or(false), x.get(2).copied().flatten()) {
+            (true, Some(b)) => Some(reduce(g_rows, None, as_f32(b, "B")?)),
+            _ => None,
+        };
         let dx = want[0].then(|| {
             let width = xhat.ncols();
             let n = width as f32;
             let (h, sc) = (xhat.as_slice().expect("standard layout"), scale.as_slice().expect("owned"));
-            let mut dx = g.clone();
-            par::rows_mut(dx.as_slice_mut().expect("standard layout"), width, |d, i| {
+            par::rows_mut(g.as_slice_mut().expect("standard layout"), width, |d, i| {
                 let (h, k) = (&h[i * width..(i + 1) * width], inv[i]);
                 d.iter_mut().zip(sc).for_each(|(v, &s)| *v *= s);
                 let mean_d = d.iter().sum::<f32>() / n;
                 let mean_dh = d.iter().zip(h).map(|(p, q)| p * q).sum::<f32>() / n;
                 d.iter_mut().zip(h).for_each(|(v, &hv)| *v = k * (*v - mean_d - hv * mean_dh));
             });
-            dx.into_shape_with_order(IxDyn(a.shape())).unwrap()
+            g.into_shape_with_order(IxDyn(a.shape())).unwrap()
         });
-        let g_rows = g.as_slice().expect("standard layout");
-        let reduce = |times: Option<&[f32]>, like: &ArrayD<f32>| {
-            let sums = par::column_sums(g_rows, times, xhat.ncols());
-            unbroadcast(ArrayD::from_shape_vec(IxDyn(inner_shape), sums).unwrap(), like.shape())
-        };
-        let dscale = want[1].then(|| reduce(xhat.as_slice(), scale_v));
-        let dbias = match (want.get(2).copied().unwrap_or(false), x.get(2).copied().flatten()) {
-            (true, Some(b)) => Some(reduce(None, as_f32(b, "B")?)),
-            _ => None,
-        };
         Ok(vec![dx, dscale, dbias])
     }
 }

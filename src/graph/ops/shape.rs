@@ -31,6 +31,15 @@ fn back(x: &[Option<&Value>], dy: &ArrayD<f32>) -> OpResult<Grads> {
     Ok(vec![Some(reshaped(dy, input(x, 0)?.shape())?)])
 }
 
+/// [`back`] without a copy when `dy` is row-major.
+fn back_owned(x: &[Option<&Value>], dy: ArrayD<f32>) -> OpResult<Grads> {
+    let shape = input(x, 0)?.shape();
+    if dy.len() != shape.iter().product::<usize>() {
+        return Err(format!("cannot reshape {:?} to {shape:?}", dy.shape()));
+    }
+    Ok(vec![Some(super::reshape(dy, shape))])
+}
+
 /// `Reshape` to the shape in input 1 (`0` copies the input's dimension unless `allowzero`, `-1`
 /// is inferred).
 ///
@@ -74,6 +83,10 @@ impl Op for Reshape {
         back(x, dy)
     }
 
+    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+        back_owned(x, dy)
+    }
+
     fn differentiable(&self, i: usize) -> bool {
         i == 0
     }
@@ -98,6 +111,10 @@ impl Op for Flatten {
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         back(x, dy)
+    }
+
+    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+        back_owned(x, dy)
     }
 }
 
@@ -134,13 +151,18 @@ impl Op for Transpose {
         })
     }
 
-    fn vjp(&self, _x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+    fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        self.vjp_owned(x, y, dy.clone(), want)
+    }
+
+    /// `dy` with its axes permuted back (strides only, no copy).
+    fn vjp_owned(&self, _x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         let p = self.perm(dy.ndim())?;
         let mut inv = vec![0; p.len()];
         for (i, &a) in p.iter().enumerate() {
             inv[a] = i;
         }
-        Ok(vec![Some(dy.view().permuted_axes(IxDyn(&inv)).to_owned())])
+        Ok(vec![Some(dy.permuted_axes(IxDyn(&inv)))])
     }
 }
 
@@ -198,6 +220,10 @@ impl Op for Axes {
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         back(x, dy)
+    }
+
+    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+        back_owned(x, dy)
     }
 
     fn differentiable(&self, i: usize) -> bool {

@@ -70,6 +70,13 @@ impl Op for Unary {
         Ok(vec![Some(g)])
     }
 
+    fn vjp_owned(&self, x: &[Option<&Value>], y: &Value, dy: ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        match self.0 {
+            Kind::Identity => Ok(vec![Some(dy)]),
+            _ => self.vjp(x, y, &dy, want),
+        }
+    }
+
     fn differentiable(&self, i: usize) -> bool {
         i == 0
     }
