@@ -1,12 +1,12 @@
 //! `Conv` (1-D and 2-D, groups including depthwise, strides, pads, dilations, bias): one GEMM per
-//! group over the whole batch's im2col columns (a 1×1 convolution reads the input itself), and
-//! depthwise convolutions as a direct loop, parallel over the batch.
+//! group over the whole batch's im2col columns, a 1×1 convolution as one GEMM per image straight
+//! into the output, and depthwise convolutions as direct loops (see `depthwise`).
 
-use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, IxDyn};
+use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, CowArray, IxDyn};
 use rayon::prelude::*;
 
 use super::window::Window;
-use super::{gemm, input, Attrs, Grads, Op};
+use super::{depthwise, gemm, input, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// A convolution.
@@ -62,6 +62,17 @@ impl Conv {
 impl Geo {
     fn depthwise(&self) -> bool {
         self.group == self.c && self.m == self.c
+    }
+
+    fn depthwise_plan(&self, win: &Window) -> depthwise::Plan {
+        depthwise::Plan {
+            hw: self.hw,
+            out: self.out,
+            k: self.k,
+            strides: win.strides,
+            dilations: win.dilations,
+            pads: [self.pads[0], self.pads[1]],
+        }
     }
 
     fn pointwise(&self, win: &Window) -> bool {
@@ -122,9 +133,10 @@ impl Geo {
     }
 }
 
-/// `x` as `[N, C, H, W]` and `w` as `[M, Cg, kh, kw]` (1-D gains a height of 1).
-fn as4(a: &ArrayD<f32>, one_d: bool) -> ArrayD<f32> {
-    let a = a.as_standard_layout().into_owned();
+/// `x` as `[N, C, H, W]` and `w` as `[M, Cg, kh, kw]` (1-D gains a height of 1), row-major (a
+/// view when it already is).
+fn as4(a: &ArrayD<f32>, one_d: bool) -> CowArray<'_, f32, IxDyn> {
+    let a = a.as_standard_layout();
     if one_d {
         a.insert_axis(Axis(2))
     } else {
@@ -134,7 +146,7 @@ fn as4(a: &ArrayD<f32>, one_d: bool) -> ArrayD<f32> {
 
 /// The batch's columns for group `g`: `[cg * kh * kw, N * Ho * Wo]` (image-major columns). A
 /// 1×1 unstrided, unpadded convolution reads `x` itself, transposed to channel-major.
-fn batch_cols(geo: &Geo, win: &Window, x4: &ArrayD<f32>, g: usize) -> Array2<f32> {
+fn batch_cols(geo: &Geo, win: &Window, x4: &CowArray<f32, IxDyn>, g: usize) -> Array2<f32> {
     let cg = geo.c / geo.group;
     let p = geo.out[0] * geo.out[1];
     let xg = x4.slice(s![.., g * cg..(g + 1) * cg, .., ..]);
@@ -157,6 +169,22 @@ fn per_image(t: Array2<f32>, n: usize) -> Array3<f32> {
     t3.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
 }
 
+/// A 1×1 convolution as one product per image, `W · X_i`, written straight into the output.
+///
+/// # Shapes
+/// `x4`: `[N, C, H, W]`, `w4`: `[M, C, 1, 1]`; returns `[N, M, H * W]`.
+fn pointwise_forward(geo: &Geo, x4: &CowArray<f32, IxDyn>, w4: &CowArray<f32, IxDyn>) -> Array3<f32> {
+    let p = geo.out[0] * geo.out[1];
+    let w2 = w4.view().into_shape_with_order((geo.m, geo.c)).expect("[M, C, 1, 1]");
+    let x3 = x4.view().into_shape_with_order((geo.n, geo.c, p)).expect("[N, C, H, W]");
+    let mut y = Array3::<f32>::uninit((geo.n, geo.m, p));
+    for (yi, xi) in y.outer_iter_mut().zip(x3.outer_iter()) {
+        gemm::dot_into(&w2, &xi, yi.into_slice().expect("a fresh array is row-major"));
+    }
+    // SAFETY: `dot_into` wrote every image's [M, P] block.
+    unsafe { y.assume_init() }
+}
+
 impl Op for Conv {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let (xa, wa) = (as_f32(input(x, 0)?, "X")?, as_f32(input(x, 1)?, "W")?);
@@ -164,7 +192,11 @@ impl Op for Conv {
         let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
         let (oh, ow) = (geo.out[0], geo.out[1]);
         let mut y = if geo.depthwise() {
-            depthwise_forward(&geo, &self.window, &x4, &w4)
+            let (xs, ws) = (x4.as_slice().expect("row-major"), w4.as_slice().expect("row-major"));
+            let y = depthwise::forward(&geo.depthwise_plan(&self.window), xs, ws, geo.c);
+            Array3::from_shape_vec((geo.n, geo.m, oh * ow), y).expect("[N, C, Ho * Wo]")
+        } else if geo.group == 1 && geo.pointwise(&self.window) {
+            pointwise_forward(&geo, &x4, &w4)
         } else {
             let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
             let mut y = Array3::<f32>::zeros((geo.n, geo.m, oh * ow));
@@ -196,10 +228,16 @@ impl Op for Conv {
         let geo = self.geo(xa, wa)?;
         let (x4, w4) = (as4(xa, geo.one_d), as4(wa, geo.one_d));
         let p = geo.out[0] * geo.out[1];
-        let g3 = dy.as_standard_layout().into_owned().into_shape_with_order((geo.n, geo.m, p)).unwrap();
+        let g_std = dy.as_standard_layout();
+        let g3 = g_std.view().into_shape_with_order((geo.n, geo.m, p)).unwrap();
         let win = &self.window;
         let (dx, dw) = if geo.depthwise() {
-            depthwise_backward(&geo, win, &x4, &w4, &g3, want[0])
+            let (xs, ws) = (x4.as_slice().expect("row-major"), w4.as_slice().expect("row-major"));
+            let gs = g3.as_slice().expect("row-major");
+            let (dx, dw) = depthwise::backward(&geo.depthwise_plan(win), xs, ws, gs, geo.c, want[0]);
+            let dx =
+                dx.map(|d| Array3::from_shape_vec((geo.n, geo.c, geo.hw[0] * geo.hw[1]), d).expect("[N, C, H * W]"));
+            (dx, Array2::from_shape_vec((geo.c, geo.k[0] * geo.k[1]), dw).expect("[C, kh * kw]"))
         } else {
             let (cg, mg) = (geo.c / geo.group, geo.m / geo.group);
             let kk = geo.k[0] * geo.k[1];
@@ -238,95 +276,6 @@ impl Op for Conv {
     }
 }
 
-/// Depthwise forward, a direct loop per channel, parallel over the batch.
-///
-/// # Shapes
-/// `x4`: `[N, C, H, W]`, `w4`: `[C, 1, kh, kw]`; returns `[N, C, Ho * Wo]`.
-fn depthwise_forward(geo: &Geo, win: &Window, x4: &ArrayD<f32>, w4: &ArrayD<f32>) -> Array3<f32> {
-    let (oh, ow) = (geo.out[0], geo.out[1]);
-    let images: Vec<Array2<f32>> = (0..geo.n)
-        .into_par_iter()
-        .map(|i| {
-            let mut y = Array2::<f32>::zeros((geo.c, oh * ow));
-            for c in 0..geo.c {
-                let (plane, k) = (x4.slice(s![i, c, .., ..]), w4.slice(s![c, 0, .., ..]));
-                let mut row = y.row_mut(c);
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = 0.0;
-                        for ky in 0..geo.k[0] {
-                            for kx in 0..geo.k[1] {
-                                if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
-                                    acc += plane[[iy, ix]] * k[[ky, kx]];
-                                }
-                            }
-                        }
-                        row[oy * ow + ox] = acc;
-                    }
-                }
-            }
-            y
-        })
-        .collect();
-    let views: Vec<ArrayView2<f32>> = images.iter().map(|a| a.view()).collect();
-    ndarray::stack(Axis(0), &views).unwrap()
-}
-
-/// Depthwise backward: `(dx [N, C, H * W] when wanted, dw [C, kh * kw])`.
-///
-/// # Shapes
-/// `x4`: `[N, C, H, W]`, `w4`: `[C, 1, kh, kw]`, `g3`: `[N, C, Ho * Wo]`.
-fn depthwise_backward(
-    geo: &Geo,
-    win: &Window,
-    x4: &ArrayD<f32>,
-    w4: &ArrayD<f32>,
-    g3: &Array3<f32>,
-    want_dx: bool,
-) -> (Option<Array3<f32>>, Array2<f32>) {
-    let (oh, ow) = (geo.out[0], geo.out[1]);
-    let (hw, kk) = (geo.hw[1], geo.k[0] * geo.k[1]);
-    let parts: Vec<(Option<Array2<f32>>, Array2<f32>)> = (0..geo.n)
-        .into_par_iter()
-        .map(|i| {
-            let mut dw = Array2::<f32>::zeros((geo.c, kk));
-            let mut dx = want_dx.then(|| Array2::<f32>::zeros((geo.c, geo.hw[0] * hw)));
-            for c in 0..geo.c {
-                let (plane, k) = (x4.slice(s![i, c, .., ..]), w4.slice(s![c, 0, .., ..]));
-                let row = g3.slice(s![i, c, ..]);
-                let mut dwr = dw.row_mut(c);
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let g = row[oy * ow + ox];
-                        for ky in 0..geo.k[0] {
-                            for kx in 0..geo.k[1] {
-                                if let Some((iy, ix)) = geo.src(win, oy, ox, ky, kx) {
-                                    dwr[ky * geo.k[1] + kx] += g * plane[[iy, ix]];
-                                    if let Some(d) = dx.as_mut() {
-                                        d[[c, iy * hw + ix]] += g * k[[ky, kx]];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            (dx, dw)
-        })
-        .collect();
-    let mut dw = Array2::<f32>::zeros((geo.c, kk));
-    let mut dxs = Vec::new();
-    for (dx, d) in parts {
-        dw += &d;
-        dxs.extend(dx);
-    }
-    let dx = want_dx.then(|| {
-        let views: Vec<ArrayView2<f32>> = dxs.iter().map(|a| a.view()).collect();
-        ndarray::stack(Axis(0), &views).unwrap()
-    });
-    (dx, dw)
-}
-
 #[cfg(test)]
 mod tests {
     use crate::graph::ops::check::{grad_check, param, Case};
@@ -360,6 +309,9 @@ mod tests {
         let pads = Attr::Ints("pads", vec![2, 2, 2, 2]);
         conv(&[2, 3, 5, 5], &[3, 1, 5, 5], &[Attr::Int("group", 3), pads]);
         conv(&[1, 2, 5, 4], &[2, 1, 3, 3], &[Attr::Int("group", 2), Attr::Ints("strides", vec![2, 2])]);
+        let (dil, strides) = (Attr::Ints("dilations", vec![2, 1]), Attr::Ints("strides", vec![1, 2]));
+        let pads = Attr::Ints("pads", vec![1, 0, 2, 1]);
+        conv(&[2, 2, 6, 7], &[2, 1, 3, 2], &[Attr::Int("group", 2), dil, strides, pads]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod binary;
 mod broadcast;
 mod conv;
+mod depthwise;
 mod gather;
 mod gemm;
 mod matmul;
