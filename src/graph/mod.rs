@@ -22,6 +22,7 @@
 
 mod blocks;
 mod build;
+mod fuse;
 mod layer;
 pub mod ops;
 mod run;

@@ -19,6 +19,7 @@ mod unary;
 mod window;
 
 pub use broadcast::{broadcast_shape, unbroadcast, unbroadcast_ref};
+pub use unary::erf;
 
 use ndarray::ArrayD;
 
@@ -210,4 +211,9 @@ pub(crate) mod check;
 pub fn reshape<A: Clone, D: ndarray::Dimension>(a: ndarray::Array<A, D>, shape: &[usize]) -> ArrayD<A> {
     let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
     a.into_shape_with_order(ndarray::IxDyn(shape)).expect("reshape keeps the element count")
+}
+
+/// The exact GELU as one op, for a fused chain of the nodes exporters write it as.
+pub fn gelu() -> Box<dyn Op> {
+    Box::new(unary::Unary::gelu())
 }

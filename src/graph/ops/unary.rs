@@ -14,6 +14,9 @@ enum Kind {
     Sigmoid,
     Tanh,
     Identity,
+    /// `0.5 x (1 + erf(x / sqrt 2))`: never an ONNX node here, only the fusion of the five nodes
+    /// exporters write it as (see `graph::fuse`).
+    Gelu,
 }
 
 /// An elementwise function of one tensor.
@@ -23,6 +26,11 @@ enum Kind {
 pub struct Unary(Kind);
 
 impl Unary {
+    /// The exact (erf) GELU, for fused node chains.
+    pub fn gelu() -> Self {
+        Unary(Kind::Gelu)
+    }
+
     /// The op named `op_type`.
     pub fn new(op_type: &str) -> Self {
         Unary(match op_type {
@@ -49,6 +57,7 @@ impl Op for Unary {
             Kind::Relu => par::map(a, |v| v.max(0.0)),
             Kind::Sigmoid => par::map(a, |v| 1.0 / (1.0 + (-v).exp())),
             Kind::Tanh => par::map(a, f32::tanh),
+            Kind::Gelu => par::map(a, |v| 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))),
             Kind::Identity => unreachable!(),
         }))
     }
@@ -66,6 +75,13 @@ impl Op for Unary {
             Kind::Relu => par::zip(dy, a, |g, v| if v > 0.0 { g } else { 0.0 }),
             Kind::Sigmoid => par::zip(dy, y, |g, s| g * s * (1.0 - s)),
             Kind::Tanh => par::zip(dy, y, |g, t| g * (1.0 - t * t)),
+            Kind::Gelu => {
+                let c = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
+                par::zip(dy, a, |g, v| {
+                    let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                    g * (cdf + v * c * (-0.5 * v * v).exp())
+                })
+            }
         };
         Ok(vec![Some(g)])
     }

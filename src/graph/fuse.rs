@@ -1,0 +1,139 @@
+//! Fusion of node chains into one op, after the tail is built: the erf GELU that BERT exporters
+//! write as five nodes, `0.5 x (1 + erf(x / sqrt 2))`, becomes one pass over the widest
+//! activation of a transformer layer (`[N, S, 1536]` in MiniLM) instead of five, forward and
+//! backward. Export is untouched: it writes the original graph node for node.
+
+use super::value::Value;
+use super::{ops, Step, Tail};
+
+/// Whether `slot` holds the f32 scalar `want` (within 1e-6).
+fn scalar(tail: &Tail, slot: Option<usize>, want: f32) -> bool {
+    match slot.and_then(|s| tail.fixed[s].as_ref()) {
+        Some(Value::F32(a)) => a.len() == 1 && a.iter().all(|v| (v - want).abs() <= 1e-6),
+        _ => false,
+    }
+}
+
+/// For a binary step, its live operand when the other is the constant `c`.
+fn with_constant(tail: &Tail, step: &Step, op: &str, c: f32) -> Option<usize> {
+    if step.op_type != op || step.inputs.len() != 2 {
+        return None;
+    }
+    let (a, b) = (step.inputs[0], step.inputs[1]);
+    if scalar(tail, b, c) {
+        a
+    } else if op != "Div" && scalar(tail, a, c) {
+        b
+    } else {
+        None
+    }
+}
+
+/// Replaces every `Mul(x, 0.5)`, `Div(x, sqrt 2)` → `Erf` → `Add(·, 1)`, `Mul(·, ·)` chain whose
+/// intermediate tensors nothing else reads by one GELU step; returns how many it fused.
+pub(super) fn gelu(tail: &mut Tail) -> usize {
+    let mut readers = vec![0usize; tail.names.len()];
+    for s in tail.steps.iter().flat_map(|s| s.inputs.iter().flatten()) {
+        readers[*s] += 1;
+    }
+    readers[tail.end] += 1;
+    let producer = |steps: &[Step], slot: usize| steps.iter().position(|s| s.output == slot);
+    let mut fused = 0;
+    let mut i = 0;
+    while i < tail.steps.len() {
+        let found = (|| {
+            let last = &tail.steps[i];
+            if last.op_type != "Mul" || last.inputs.len() != 2 {
+                return None;
+            }
+            let (p, q) = (last.inputs[0]?, last.inputs[1]?);
+            let chain = |half_out: usize, one_out: usize| -> Option<(usize, [usize; 4])> {
+                let half = producer(&tail.steps, half_out)?;
+                let x = with_constant(tail, &tail.steps[half], "Mul", 0.5)?;
+                let add = producer(&tail.steps, one_out)?;
+                let erf_out = with_constant(tail, &tail.steps[add], "Add", 1.0)?;
+                let erf = producer(&tail.steps, erf_out)?;
+                (tail.steps[erf].op_type == "Erf").then_some(())?;
+                let div = producer(&tail.steps, tail.steps[erf].inputs.first().copied().flatten()?)?;
+                let x2 = with_constant(tail, &tail.steps[div], "Div", std::f32::consts::SQRT_2)?;
+                let inner = [half, div, erf, add];
+                let single = inner.iter().all(|&k| readers[tail.steps[k].output] == 1);
+                (x == x2 && single).then_some((x, inner))
+            };
+            chain(p, q).or_else(|| chain(q, p))
+        })();
+        let Some((x, inner)) = found else {
+            i += 1;
+            continue;
+        };
+        let want = inner[..2].iter().any(|&k| {
+            let s = &tail.steps[k];
+            s.inputs.iter().zip(&s.want).any(|(slot, w)| *slot == Some(x) && *w)
+        });
+        let last = &tail.steps[i];
+        let step = Step {
+            name: format!("{} (fused GELU)", last.name),
+            op_type: "Gelu".into(),
+            op: ops::gelu(),
+            inputs: vec![Some(x)],
+            want: vec![want],
+            output: last.output,
+        };
+        tail.steps[i] = step;
+        let mut gone = inner.to_vec();
+        gone.sort_unstable();
+        for k in gone.into_iter().rev() {
+            tail.steps.remove(k);
+        }
+        i -= inner.len() - 1;
+        fused += 1;
+    }
+    fused
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::ops::check::{grad_check, param, run, Case};
+    use crate::graph::ops::erf;
+
+    /// `y = W2 · gelu(W1 · x)` with GELU written out as BERT exporters do; `swap` writes the
+    /// commutative operands the other way round; `leak` also reads the `Erf` output elsewhere.
+    fn case(swap: bool, leak: bool) -> (crate::graph::Tail, ndarray::ArrayD<f32>) {
+        let mut c = Case::new(&[3, 4]);
+        let w1 = c.init(&param(&[4, 5], 1));
+        let h = c.node("MatMul", &["x", &w1], &[]);
+        let (half, sqrt2, one) = (c.scalar(0.5), c.scalar(std::f32::consts::SQRT_2), c.scalar(1.0));
+        let m = if swap { c.node("Mul", &[&half, &h], &[]) } else { c.node("Mul", &[&h, &half], &[]) };
+        let d = c.node("Div", &[&h, &sqrt2], &[]);
+        let e = c.node("Erf", &[&d], &[]);
+        let a = if swap { c.node("Add", &[&one, &e], &[]) } else { c.node("Add", &[&e, &one], &[]) };
+        let mut g = if swap { c.node("Mul", &[&a, &m], &[]) } else { c.node("Mul", &[&m, &a], &[]) };
+        if leak {
+            g = c.node("Add", &[&g, &e], &[]);
+        }
+        let w2 = c.init(&param(&[5, 2], 2));
+        let y = c.node("MatMul", &[&g, &w2], &[]);
+        c.finish(&y)
+    }
+
+    #[test]
+    fn the_written_out_gelu_becomes_one_step_with_the_same_values_and_gradients() {
+        for swap in [false, true] {
+            let (mut tail, x) = case(swap, false);
+            let ops: Vec<&str> = tail.steps.iter().map(|s| s.op_type.as_str()).collect();
+            assert_eq!(ops, ["MatMul", "Gelu", "MatMul"], "swap {swap}");
+            let (mut plain, _) = case(swap, true);
+            assert_eq!(plain.steps.len(), 8, "the Erf output is read twice: nothing fused");
+            let two_d = |a: ndarray::ArrayD<f32>| a.into_dimensionality::<ndarray::Ix2>().unwrap();
+            let h = two_d(x.clone()).dot(&two_d(param(&[4, 5], 1)));
+            let gelu = h.mapv(|v| 0.5 * v * (1.0 + erf(v / std::f32::consts::SQRT_2)));
+            let want = gelu.dot(&two_d(param(&[5, 2], 2)));
+            let got = run(&mut tail, x.clone());
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+            }
+            let _ = run(&mut plain, x.clone());
+            grad_check((tail, x));
+        }
+    }
+}
