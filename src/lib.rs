@@ -46,8 +46,6 @@
 
 #![warn(missing_docs)]
 
-#[cfg(target_os = "linux")]
-pub mod alloc;
 pub mod backend;
 pub mod config;
 pub mod data;
