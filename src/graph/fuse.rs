@@ -30,15 +30,14 @@ fn with_constant(tail: &Tail, step: &Step, op: &str, c: f32) -> Option<usize> {
 }
 
 /// Replaces every `Mul(x, 0.5)`, `Div(x, sqrt 2)` → `Erf` → `Add(·, 1)`, `Mul(·, ·)` chain whose
-/// intermediate tensors nothing else reads by one GELU step; returns how many it fused.
-pub(super) fn gelu(tail: &mut Tail) -> usize {
+/// intermediate tensors nothing else reads by one GELU step.
+pub(super) fn gelu(tail: &mut Tail) {
     let mut readers = vec![0usize; tail.names.len()];
     for s in tail.steps.iter().flat_map(|s| s.inputs.iter().flatten()) {
         readers[*s] += 1;
     }
     readers[tail.end] += 1;
     let producer = |steps: &[Step], slot: usize| steps.iter().position(|s| s.output == slot);
-    let mut fused = 0;
     let mut i = 0;
     while i < tail.steps.len() {
         let found = (|| {
@@ -86,9 +85,7 @@ pub(super) fn gelu(tail: &mut Tail) -> usize {
             tail.steps.remove(k);
         }
         i -= inner.len() - 1;
-        fused += 1;
     }
-    fused
 }
 
 #[cfg(test)]

@@ -222,9 +222,7 @@ fn scaled_jpeg(bytes: &[u8], min_side: u32) -> std::result::Result<Option<RgbIma
     let orientation = decoder.exif_data().and_then(Orientation::from_exif_chunk).unwrap_or(Orientation::NoTransforms);
     if d == 8 {
         if let Some(dc) = super::jpeg::decode_dc(bytes)? {
-            let mut img = DynamicImage::ImageRgb8(
-                RgbImage::from_raw(dc.width, dc.height, dc.rgb).ok_or("DC decode smaller than its size says")?,
-            );
+            let mut img = DynamicImage::ImageRgb8(dc);
             img.apply_orientation(orientation);
             return Ok(Some(img.into_rgb8()));
         }

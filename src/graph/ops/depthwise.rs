@@ -54,10 +54,9 @@ impl Plan {
     }
 }
 
-/// One channel's output plane.
+/// One channel's output plane, added into `y` (zeros).
 fn plane_forward(p: &Plan, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (iw, ow, sx) = (p.hw[1], p.out[1], p.strides[1]);
-    y.fill(0.0);
     p.each_row(|tap, oy, iy, xs, ix0| {
         let (wv, src) = (w[tap], &x[iy * iw..(iy + 1) * iw]);
         let dst = &mut y[oy * ow + xs.start..oy * ow + xs.end];

@@ -26,13 +26,9 @@ fn reshaped<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
         .map_err(|_| format!("cannot reshape {:?} to {shape:?}", a.shape()))
 }
 
-/// The gradient of a shape-only op: `dy` back in the input's shape.
-fn back(x: &[Option<&Value>], dy: &ArrayD<f32>) -> OpResult<Grads> {
-    Ok(vec![Some(reshaped(dy, input(x, 0)?.shape())?)])
-}
-
-/// [`back`] without a copy when `dy` is row-major.
-fn back_owned(x: &[Option<&Value>], dy: ArrayD<f32>) -> OpResult<Grads> {
+/// The gradient of a shape-only op: `dy` back in the input's shape (no copy when `dy` is
+/// row-major).
+fn back(x: &[Option<&Value>], dy: ArrayD<f32>) -> OpResult<Grads> {
     let shape = input(x, 0)?.shape();
     if dy.len() != shape.iter().product::<usize>() {
         return Err(format!("cannot reshape {:?} to {shape:?}", dy.shape()));
@@ -80,11 +76,11 @@ impl Op for Reshape {
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
+        back(x, dy.clone())
     }
 
     fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back_owned(x, dy)
+        back(x, dy)
     }
 
     fn differentiable(&self, i: usize) -> bool {
@@ -110,11 +106,11 @@ impl Op for Flatten {
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
+        back(x, dy.clone())
     }
 
     fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back_owned(x, dy)
+        back(x, dy)
     }
 }
 
@@ -219,11 +215,11 @@ impl Op for Axes {
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
+        back(x, dy.clone())
     }
 
     fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back_owned(x, dy)
+        back(x, dy)
     }
 
     fn differentiable(&self, i: usize) -> bool {

@@ -1,10 +1,18 @@
 //! Chroma upsampling to the 1/8-scale luma grid and YCbCr to RGB.
 
-use super::{Component, DcImage, ScanComp};
+use image::RgbImage;
+
+use super::{Component, ScanComp};
 
 /// Upsamples chroma to the output grid (triangle filter for factor 2, replication otherwise) and converts
 /// to RGB with libjpeg's fixed-point JFIF equations.
-pub(super) fn to_rgb(comps: &[ScanComp], frame: &[Component], width: usize, height: usize, rgb_space: bool) -> DcImage {
+pub(super) fn to_rgb(
+    comps: &[ScanComp],
+    frame: &[Component],
+    width: usize,
+    height: usize,
+    rgb_space: bool,
+) -> RgbImage {
     let (ow, oh) = (width.div_ceil(8), height.div_ceil(8));
     let mut rgb = vec![0u8; ow * oh * 3];
     if comps.len() == 1 {
@@ -29,7 +37,7 @@ pub(super) fn to_rgb(comps: &[ScanComp], frame: &[Component], width: usize, heig
             px.copy_from_slice(&if rgb_space { [y, cb, cr] } else { ycc_to_rgb(y, cb, cr) });
         }
     }
-    DcImage { width: ow as u32, height: oh as u32, rgb }
+    RgbImage::from_raw(ow as u32, oh as u32, rgb).expect("ow * oh * 3 bytes")
 }
 
 /// JFIF YCbCr to RGB with libjpeg's 16-bit fixed-point constants and rounding.

@@ -16,17 +16,7 @@ mod tests;
 use bits::BitReader;
 use color::to_rgb;
 use huffman::Huffman;
-
-/// An RGB image, row-major, 3 bytes per pixel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DcImage {
-    /// Pixels per row: the source width / 8, rounded up.
-    pub width: u32,
-    /// Rows: the source height / 8, rounded up.
-    pub height: u32,
-    /// `width * height * 3` bytes.
-    pub rgb: Vec<u8>,
-}
+use image::RgbImage;
 
 const TRUNCATED: &str = "truncated or corrupt entropy-coded data";
 
@@ -68,7 +58,7 @@ struct ScanComp<'h> {
 /// in separate scans, sampling factors it does not support), so the caller falls back to a full decoder.
 /// Returns Err(String) with a clear reason for a corrupt file (bad marker, truncated before the first scan,
 /// Huffman code that does not exist, ...). Grayscale (1 component) gives R=G=B.
-pub fn decode_dc(bytes: &[u8]) -> Result<Option<DcImage>, String> {
+pub fn decode_dc(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return Err("not a JPEG file (no SOI marker)".into());
     }
@@ -174,7 +164,7 @@ fn parse_dqt(mut seg: &[u8], q0: &mut [Option<i32>; 4]) -> Option<()> {
 }
 
 /// Decodes the first scan (which must contain every component) and converts it to RGB.
-fn decode_scan(hdr: &Header, seg: &[u8], bytes: &[u8], pos: usize) -> Result<Option<DcImage>, String> {
+fn decode_scan(hdr: &Header, seg: &[u8], bytes: &[u8], pos: usize) -> Result<Option<RgbImage>, String> {
     let (width, height, frame) = hdr.frame.as_ref().ok_or("scan before SOF marker")?;
     let (width, height) = (*width, *height);
     let n = *seg.first().ok_or("corrupt SOS segment")? as usize;

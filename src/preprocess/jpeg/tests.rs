@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::bits::BitReader;
 use super::huffman::{symbol, Huffman};
 use super::*;
+use image::RgbImage;
 
 /// 16x8 grayscale baseline JPEG, two blocks: DC diffs +3 and -3 (q0 = 2), one AC coefficient in block 1.
 fn tiny_jpeg() -> Vec<u8> {
@@ -23,8 +24,8 @@ fn tiny_jpeg() -> Vec<u8> {
 #[test]
 fn decodes_hand_made_jpeg() {
     let img = decode_dc(&tiny_jpeg()).unwrap().unwrap();
-    assert_eq!((img.width, img.height), (2, 1));
-    assert_eq!(img.rgb, [129, 129, 129, 128, 128, 128]);
+    assert_eq!(img.dimensions(), (2, 1));
+    assert_eq!(img.as_raw(), &[129, 129, 129, 128, 128, 128]);
 }
 
 #[test]
@@ -162,7 +163,7 @@ fn mad(a: &[u8], b: &[u8]) -> [f64; 3] {
     sum.map(|s| s as f64 / (a.len() / 3) as f64)
 }
 
-fn decode(name: &str) -> DcImage {
+fn decode(name: &str) -> RgbImage {
     let bytes = std::fs::read(data(name)).unwrap();
     decode_dc(&bytes).unwrap().unwrap_or_else(|| panic!("{name}: unexpectedly unsupported"))
 }
@@ -173,15 +174,15 @@ fn check(name: &str, tol_jd: f64, tol_pil: Option<f64>) {
     let img = decode(name);
     let bytes = std::fs::read(data(name)).unwrap();
     let (w, h, rgb) = reference(&bytes);
-    assert_eq!((img.width, img.height), (w, h), "{name}: size differs from jpeg-decoder");
-    assert_eq!(img.rgb.len(), (w * h * 3) as usize);
-    let d = mad(&img.rgb, &rgb);
+    assert_eq!(img.dimensions(), (w, h), "{name}: size differs from jpeg-decoder");
+    assert_eq!(img.as_raw().len(), (w * h * 3) as usize);
+    let d = mad(img.as_raw(), &rgb);
     assert!(d.iter().all(|&x| x <= tol_jd), "{name}: MAD vs jpeg-decoder {d:?} > {tol_jd}");
     let Some(tol_pil) = tol_pil else { return };
     let ppm = data(&name.replace(".jpg", ".draft.ppm"));
     let (pw, ph, prgb) = read_ppm(&ppm);
-    assert_eq!((img.width, img.height), (pw, ph), "{name}: size differs from Pillow draft");
-    let p = mad(&img.rgb, &prgb);
+    assert_eq!(img.dimensions(), (pw, ph), "{name}: size differs from Pillow draft");
+    let p = mad(img.as_raw(), &prgb);
     assert!(p.iter().all(|&x| x <= tol_pil), "{name}: MAD vs Pillow draft {p:?} > {tol_pil}");
     eprintln!("{name}: {w}x{h} MAD vs jpeg-decoder {d:.3?}, vs Pillow draft {p:.3?}");
 }
