@@ -7,7 +7,7 @@
 #       graft embed efficientnet-lite0 /data/photos --cache /cache --shard 0/1 --out /cache/parts/0.safetensors
 
 # 1. Build graft (release, the ONNX Runtime library is loaded at run time, not linked).
-FROM rust:1.85-bookworm AS build
+FROM rust:1.89-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked && strip target/release/graft

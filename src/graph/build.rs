@@ -185,6 +185,7 @@ impl Tail {
             tail.steps.push(Step { name: n.name.clone(), op_type: n.op_type.clone(), op, inputs, want, output });
         }
         tail.end = slot(&mut tail, &end);
+        super::fuse::bias(&mut tail);
         super::fuse::gelu(&mut tail);
         tail.live = vec![None; tail.names.len()];
         tail.grads = tail

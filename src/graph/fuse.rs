@@ -1,7 +1,11 @@
-//! Fusion of node chains into one op, after the tail is built: the erf GELU that BERT exporters
-//! write as five nodes, `0.5 x (1 + erf(x / sqrt 2))`, becomes one pass over the widest
-//! activation of a transformer layer (`[N, S, 1536]` in MiniLM) instead of five, forward and
-//! backward. Export is untouched: it writes the original graph node for node.
+//! Fusion of node chains into one op, after the tail is built:
+//! - the erf GELU that BERT exporters write as five nodes, `0.5 x (1 + erf(x / sqrt 2))`, becomes
+//!   one pass over the widest activation of a transformer layer (`[N, S, 1536]` in MiniLM)
+//!   instead of five, forward and backward;
+//! - a `MatMul` by a weight and the `Add` of its bias become one step that adds the bias in
+//!   place, instead of a second full-size tensor.
+//!
+//! Export is untouched: it writes the original graph node for node.
 
 use super::value::Value;
 use super::{ops, Step, Tail};
@@ -32,11 +36,7 @@ fn with_constant(tail: &Tail, step: &Step, op: &str, c: f32) -> Option<usize> {
 /// Replaces every `Mul(x, 0.5)`, `Div(x, sqrt 2)` → `Erf` → `Add(·, 1)`, `Mul(·, ·)` chain whose
 /// intermediate tensors nothing else reads by one GELU step.
 pub(super) fn gelu(tail: &mut Tail) {
-    let mut readers = vec![0usize; tail.names.len()];
-    for s in tail.steps.iter().flat_map(|s| s.inputs.iter().flatten()) {
-        readers[*s] += 1;
-    }
-    readers[tail.end] += 1;
+    let readers = readers(tail);
     let producer = |steps: &[Step], slot: usize| steps.iter().position(|s| s.output == slot);
     let mut i = 0;
     while i < tail.steps.len() {
@@ -88,6 +88,63 @@ pub(super) fn gelu(tail: &mut Tail) {
     }
 }
 
+/// Replaces every `MatMul` whose output only an `Add` of a constant row vector reads (the bias of
+/// a linear layer, either operand order) by one step that adds the bias in place.
+pub(super) fn bias(tail: &mut Tail) {
+    let readers = readers(tail);
+    let mut i = 0;
+    while i < tail.steps.len() {
+        let found = (|| {
+            let add = &tail.steps[i];
+            if add.op_type != "Add" || add.inputs.len() != 2 {
+                return None;
+            }
+            let is_product = |s: Option<usize>| {
+                let s = s?;
+                let k = tail.steps[..i].iter().position(|p| p.output == s && p.op_type == "MatMul")?;
+                (readers[s] == 1).then_some(k)
+            };
+            let row = |s: Option<usize>, n: usize| match s.and_then(|s| tail.fixed[s].as_ref()) {
+                Some(Value::F32(b)) => b.shape() == [n],
+                _ => false,
+            };
+            let (k, b) = match (is_product(add.inputs[0]), is_product(add.inputs[1])) {
+                (Some(k), _) => (k, add.inputs[1]),
+                (_, Some(k)) => (k, add.inputs[0]),
+                _ => return None,
+            };
+            let n = match tail.fixed[tail.steps[k].inputs[1]?].as_ref() {
+                Some(Value::F32(w)) if w.ndim() == 2 => w.shape()[1],
+                _ => return None,
+            };
+            row(b, n).then_some((k, b))
+        })();
+        let Some((k, b)) = found else {
+            i += 1;
+            continue;
+        };
+        let add = tail.steps.remove(i);
+        let bias_want = add.inputs.iter().zip(&add.want).any(|(s, w)| *s == b && *w);
+        let product = &mut tail.steps[k];
+        product.name = format!("{} + {} (fused bias)", product.name, add.name);
+        product.op_type = "MatMulBias".into();
+        product.op = ops::matmul_bias();
+        product.inputs.push(b);
+        product.want.push(bias_want);
+        product.output = add.output;
+    }
+}
+
+/// How many steps read each slot (the tail's end counts as one more reader).
+fn readers(tail: &Tail) -> Vec<usize> {
+    let mut readers = vec![0usize; tail.names.len()];
+    for s in tail.steps.iter().flat_map(|s| s.inputs.iter().flatten()) {
+        readers[*s] += 1;
+    }
+    readers[tail.end] += 1;
+    readers
+}
+
 #[cfg(test)]
 mod tests {
     use crate::graph::ops::check::{grad_check, param, run, Case};
@@ -132,5 +189,41 @@ mod tests {
             let _ = run(&mut plain, x.clone());
             grad_check((tail, x));
         }
+    }
+
+    /// `y = (x W1 + b1) W2 + b2` on `[2, 3, 4]` rows, the first bias written before the product;
+    /// `leak` also reads the first product elsewhere (not fused).
+    fn linear(leak: bool) -> (crate::graph::Tail, ndarray::ArrayD<f32>) {
+        let mut c = Case::new(&[2, 3, 4]);
+        let (w1, b1) = (c.init(&param(&[4, 5], 3)), c.init(&param(&[5], 4)));
+        let h = c.node("MatMul", &["x", &w1], &[]);
+        let mut a = c.node("Add", &[&b1, &h], &[]);
+        if leak {
+            a = c.node("Add", &[&a, &h], &[]);
+        }
+        let (w2, b2) = (c.init(&param(&[5, 2], 5)), c.init(&param(&[2], 6)));
+        let p = c.node("MatMul", &[&a, &w2], &[]);
+        let y = c.node("Add", &[&p, &b2], &[]);
+        c.finish(&y)
+    }
+
+    #[test]
+    fn a_product_and_its_bias_become_one_step_with_the_same_values_and_gradients() {
+        let (mut tail, x) = linear(false);
+        let ops: Vec<&str> = tail.steps.iter().map(|s| s.op_type.as_str()).collect();
+        assert_eq!(ops, ["MatMulBias", "MatMulBias"]);
+        let (plain, _) = linear(true);
+        let ops: Vec<&str> = plain.steps.iter().map(|s| s.op_type.as_str()).collect();
+        assert_eq!(ops, ["MatMul", "Add", "Add", "MatMulBias"], "a product read twice keeps its Add");
+        let rows = x.clone().into_shape_with_order((6, 4)).unwrap();
+        let two_d = |a: ndarray::ArrayD<f32>| a.into_dimensionality::<ndarray::Ix2>().unwrap();
+        let h = rows.dot(&two_d(param(&[4, 5], 3))) + param(&[5], 4).into_dimensionality::<ndarray::Ix1>().unwrap();
+        let want = h.dot(&two_d(param(&[5, 2], 5))) + param(&[2], 6).into_dimensionality::<ndarray::Ix1>().unwrap();
+        let got = run(&mut tail, x.clone());
+        assert_eq!(got.shape(), [2, 3, 2]);
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        grad_check((tail, x));
     }
 }

@@ -145,13 +145,14 @@ fn efficientnet_last_block_gradients() {
 }
 
 /// Seconds per training step (forward + backward) of the shipped tails, on random inputs:
-/// `cargo test --release --lib graph::ort_tests::bench -- --ignored --nocapture`.
+/// `REPS=20 cargo test --release --lib graph::ort_tests::bench -- --ignored --nocapture` (3
+/// steps each unless `REPS` says).
 #[test]
 #[ignore]
 fn bench_training_steps() {
     let time = |tail: &mut Tail, x: ArrayD<f32>, side: Vec<(String, Value)>| {
         let t = std::time::Instant::now();
-        let reps = 3;
+        let reps: usize = std::env::var("REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         for _ in 0..reps {
             let y = tail.forward(x.clone(), side.clone(), true).unwrap();
             tail.backward(ArrayD::ones(y.raw_dim()), false).unwrap();

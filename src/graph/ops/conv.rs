@@ -51,7 +51,7 @@ impl Conv {
             return Err(format!("kernel_shape {:?} does not match the weights {:?}", self.window.kernel, w.shape()));
         }
         let m = w.shape()[0];
-        if c % self.group != 0 || m % self.group != 0 || w.shape()[1] * self.group != c {
+        if !c.is_multiple_of(self.group) || !m.is_multiple_of(self.group) || w.shape()[1] * self.group != c {
             return Err(format!("group {} does not fit x {:?} and w {:?}", self.group, x.shape(), w.shape()));
         }
         let (pads, out) = self.window.plan(hw, k)?;

@@ -9,6 +9,10 @@ use rayon::prelude::*;
 /// Below this many multiply-adds one thread is faster than splitting.
 const PARALLEL_FROM: usize = 1 << 21;
 
+/// From this many multiply-adds the AVX-512 kernel of [`super::sgemm`] runs the product (the
+/// per-head attention products, about 40 x 32 x 40, stay with `matrixmultiply`).
+const OWN_FROM: usize = 1 << 18;
+
 /// A pointer handed to the rayon pool; every job writes a disjoint block through it.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
@@ -34,6 +38,12 @@ impl Out {
 unsafe fn product_into(a: &ArrayView2<f32>, b: &ArrayView2<f32>, c: *mut f32, ldc: usize) {
     let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
     let (sa, sb) = (a.strides(), b.strides());
+    #[cfg(target_arch = "x86_64")]
+    if m * k * n >= OWN_FROM && super::sgemm::available() {
+        // SAFETY: the views' pointers and strides describe their elements; the CPU has AVX-512.
+        unsafe { super::sgemm::sgemm(m, k, n, a.as_ptr(), sa[0], sa[1], b.as_ptr(), sb[0], sb[1], c, ldc) };
+        return;
+    }
     // SAFETY: the views' pointers and strides describe their elements; matrixmultiply does not
     // read C when beta is 0.
     unsafe {
@@ -88,6 +98,51 @@ pub fn dot(a: &ArrayView2<f32>, b: &ArrayView2<f32>) -> Array2<f32> {
 mod tests {
     use super::*;
     use crate::graph::ops::check::param;
+
+    /// Every layout and edge of the AVX-512 product: partial tiles, several depth and width
+    /// blocks, A and B transposed, and strides that are not 1 on either axis (packed).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_product_equals_ndarray_dot() {
+        if !crate::graph::ops::sgemm::available() {
+            return;
+        }
+        for (m, k, n) in [(1, 1, 1), (13, 7, 33), (300, 200, 100), (25, 600, 1100), (36, 257, 64)] {
+            let a: Array2<f32> = param(&[m, 2 * k], 3).into_dimensionality().unwrap();
+            let b: Array2<f32> = param(&[k, n], 4).into_dimensionality().unwrap();
+            let a_t = a.t().as_standard_layout().into_owned();
+            let b_t = b.t().as_standard_layout().into_owned();
+            let views = [
+                (a.slice(ndarray::s![.., ..k]), b.view()),
+                (a_t.t().slice_move(ndarray::s![.., ..k]), b_t.t()),
+                (a.slice(ndarray::s![.., ..;2]), b.view()),
+            ];
+            for (i, (av, bv)) in views.iter().enumerate() {
+                let want = av.dot(bv);
+                let mut got = vec![f32::NAN; m * n];
+                let (sa, sb) = (av.strides(), bv.strides());
+                // SAFETY: the views describe their elements; `got` holds m x n.
+                unsafe {
+                    super::super::sgemm::sgemm(
+                        m,
+                        k,
+                        n,
+                        av.as_ptr(),
+                        sa[0],
+                        sa[1],
+                        bv.as_ptr(),
+                        sb[0],
+                        sb[1],
+                        got.as_mut_ptr(),
+                        n,
+                    )
+                };
+                for (g, w) in got.iter().zip(want.iter()) {
+                    assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{m}x{k}x{n} layout {i}: {g} vs {w}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn blocked_product_equals_ndarray_dot() {

@@ -3,7 +3,7 @@
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Dimension, Ix2, IxDyn};
 use rayon::prelude::*;
 
-use super::{broadcast_shape, gemm, input, reshape, unbroadcast, Attrs, Grads, Op};
+use super::{broadcast_shape, gemm, input, par, reshape, unbroadcast, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// `MatMul`: `y[..., m, n] = sum_k a[..., m, k] b[..., k, n]`; 1-D operands are promoted as in
@@ -127,6 +127,41 @@ impl Op for MatMul {
             None
         };
         Ok(vec![da, db])
+    }
+}
+
+/// A `MatMul` whose output only feeds an `Add` of a constant row vector (a linear layer's bias),
+/// fused: the bias is added in place to the product, and its gradient is the column sums of `dy`.
+///
+/// # Shapes
+/// `a`: `[..., M, K]`, `b`: `[..., K, N]`, `bias`: `[N]` (or leading ones then `N`); output
+/// `[..., M, N]`.
+pub struct MatMulBias;
+
+impl Op for MatMulBias {
+    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
+        let Value::F32(mut y) = MatMul.forward(&x[..2])? else { unreachable!("MatMul returns f32") };
+        let bias = as_f32(input(x, 2)?, "bias")?;
+        let n = *y.shape().last().unwrap_or(&1);
+        let (Some(bias), Some(rows)) = (bias.as_slice(), y.as_slice_mut()) else {
+            return Err("the bias and the product must be row-major".into());
+        };
+        if bias.len() != n {
+            return Err(format!("bias of {} values for rows of {n}", bias.len()));
+        }
+        par::rows_mut(rows, n, |row, _| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+        Ok(Value::F32(y))
+    }
+
+    fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        let mut grads = MatMul.vjp(&x[..2], y, dy, &want[..2])?;
+        let bias = as_f32(input(x, 2)?, "bias")?;
+        grads.push(want[2].then(|| {
+            let g = dy.as_standard_layout();
+            let sums = par::column_sums(g.as_slice().expect("standard layout"), None, bias.len());
+            ArrayD::from_shape_vec(bias.raw_dim(), sums).expect("one sum per bias value")
+        }));
+        Ok(grads)
     }
 }
 

@@ -12,7 +12,10 @@ mod norm;
 mod par;
 mod pool;
 mod reduce;
+#[cfg(target_arch = "x86_64")]
+mod sgemm;
 mod shape;
+pub mod simd;
 mod slice;
 mod softmax;
 mod unary;
@@ -211,6 +214,11 @@ pub(crate) mod check;
 pub fn reshape<A: Clone, D: ndarray::Dimension>(a: ndarray::Array<A, D>, shape: &[usize]) -> ArrayD<A> {
     let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
     a.into_shape_with_order(ndarray::IxDyn(shape)).expect("reshape keeps the element count")
+}
+
+/// `MatMul` then the addition of a bias row, as one op (inputs: A, B, bias).
+pub fn matmul_bias() -> Box<dyn Op> {
+    Box::new(matmul::MatMulBias)
 }
 
 /// The exact GELU as one op, for a fused chain of the nodes exporters write it as.

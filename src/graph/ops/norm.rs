@@ -5,7 +5,7 @@ use ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 
 use rayon::prelude::*;
 
-use super::{axis, input, par, unbroadcast, Attrs, Grads, Op};
+use super::{axis, input, par, simd, unbroadcast, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// Layer normalisation over the axes from `axis` on: `y = (x - mean) / sqrt(var + eps) * scale + bias`.
@@ -24,23 +24,27 @@ impl LayerNorm {
     }
 }
 
-/// `x` as `[outer, inner]` rows, normalised, with each row's `1 / sqrt(var + eps)`.
-fn normalise(x: &ArrayD<f32>, ax: usize, eps: f32) -> (Array2<f32>, Array1<f32>) {
+/// `x` as `[outer, inner]` rows, normalised, with each row's `1 / sqrt(var + eps)`; then `f(row)`
+/// on each normalised row, in the same pass.
+fn normalise(x: &ArrayD<f32>, ax: usize, eps: f32, f: impl Fn(&mut [f32]) + Sync) -> (Array2<f32>, Array1<f32>) {
     let inner: usize = x.shape()[ax..].iter().product();
     let outer = x.len() / inner.max(1);
     let mut xhat = x.as_standard_layout().into_owned().into_shape_with_order((outer, inner)).unwrap();
     let n = inner as f32;
     let mut inv = vec![0.0f32; outer];
     let one = |(row, r): (&mut [f32], &mut f32)| {
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().fold(0.0, |s, &v| s + (v - mean) * (v - mean)) / n;
-        *r = 1.0 / (var + eps).sqrt();
-        let k = *r;
-        row.iter_mut().for_each(|v| *v = (*v - mean) * k);
+        simd::fast(|| {
+            let mean = simd::sum(row) / n;
+            row.iter_mut().for_each(|v| *v -= mean);
+            *r = 1.0 / (simd::dot(row, row) / n + eps).sqrt();
+            let k = *r;
+            row.iter_mut().for_each(|v| *v *= k);
+            f(row);
+        })
     };
     let data = xhat.as_slice_mut().expect("standard layout");
     if data.len() >= par::PARALLEL_FROM {
-        data.par_chunks_mut(inner.max(1)).zip(inv.par_iter_mut()).for_each(one);
+        data.par_chunks_mut(inner.max(1)).zip(inv.par_iter_mut()).with_min_len(16).for_each(one);
     } else {
         data.chunks_mut(inner.max(1)).zip(inv.iter_mut()).for_each(one);
     }
@@ -58,14 +62,13 @@ impl Op for LayerNorm {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let a = as_f32(input(x, 0)?, "X")?;
         let ax = axis(self.axis, a.ndim())?;
-        let (mut y, _) = normalise(a, ax, self.epsilon);
         let scale = per_feature(as_f32(input(x, 1)?, "Scale")?, &a.shape()[ax..], "Scale")?;
         let bias = match x.get(2).copied().flatten() {
             Some(b) => per_feature(as_f32(b, "B")?, &a.shape()[ax..], "B")?,
             None => Array1::zeros(scale.len()),
         };
         let (scale, bias) = (scale.as_slice().expect("owned"), bias.as_slice().expect("owned"));
-        par::rows_mut(y.as_slice_mut().expect("standard layout"), scale.len(), |row, _| {
+        let (y, _) = normalise(a, ax, self.epsilon, |row| {
             row.iter_mut().zip(scale).zip(bias).for_each(|((v, &s), &b)| *v = *v * s + b);
         });
         Ok(Value::F32(y.into_shape_with_order(IxDyn(a.shape())).unwrap()))
@@ -82,7 +85,7 @@ impl Op for LayerNorm {
         let inner_shape = &a.shape()[ax..];
         let scale_v = as_f32(input(x, 1)?, "Scale")?;
         let scale = per_feature(scale_v, inner_shape, "Scale")?;
-        let (xhat, inv) = normalise(a, ax, self.epsilon);
+        let (xhat, inv) = normalise(a, ax, self.epsilon, |_| {});
         let dy = if dy.is_standard_layout() { dy } else { dy.as_standard_layout().into_owned() };
         let mut g = dy.into_shape_with_order(xhat.raw_dim()).unwrap();
         let reduce = |g_rows: &[f32], times: Option<&[f32]>, like: &ArrayD<f32>| {
@@ -102,8 +105,8 @@ impl Op for LayerNorm {
             par::rows_mut(g.as_slice_mut().expect("standard layout"), width, |d, i| {
                 let (h, k) = (&h[i * width..(i + 1) * width], inv[i]);
                 d.iter_mut().zip(sc).for_each(|(v, &s)| *v *= s);
-                let mean_d = d.iter().sum::<f32>() / n;
-                let mean_dh = d.iter().zip(h).map(|(p, q)| p * q).sum::<f32>() / n;
+                let mean_d = simd::sum(d) / n;
+                let mean_dh = simd::dot(d, h) / n;
                 d.iter_mut().zip(h).for_each(|(v, &hv)| *v = k * (*v - mean_d - hv * mean_dh));
             });
             g.into_shape_with_order(IxDyn(a.shape())).unwrap()

@@ -1,40 +1,82 @@
 //! Elementwise maps over large tensors, split across the rayon pool.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{ArrayD, Zip};
 use rayon::prelude::*;
+
+use super::simd;
 
 /// Below this many elements one thread is faster than splitting.
 pub const PARALLEL_FROM: usize = 1 << 15;
 const CHUNK: usize = 1 << 13;
 
-/// `f` applied to every element of `a`.
+/// `f` applied to every element of `a`, vectorised (see [`simd::fast`]).
 ///
 /// # Shapes
 /// Any shape; returns `a`'s shape.
 pub fn map(a: &ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync) -> ArrayD<f32> {
-    match a.as_slice() {
-        Some(src) if src.len() >= PARALLEL_FROM => {
-            let mut out = Vec::new();
-            src.par_iter().with_min_len(CHUNK).map(|&s| f(s)).collect_into_vec(&mut out);
-            ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
-        }
-        _ => a.mapv(f),
+    let Some(src) = a.as_slice() else { return a.mapv(f) };
+    let mut out = Vec::with_capacity(src.len());
+    let body = |d: &mut [MaybeUninit<f32>], s: &[f32]| {
+        simd::fast(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(f(s))))
+    };
+    if src.len() >= PARALLEL_FROM {
+        out.spare_capacity_mut()[..src.len()]
+            .par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| body(d, s));
+    } else {
+        body(&mut out.spare_capacity_mut()[..src.len()], src);
     }
+    // SAFETY: every element up to `src.len()` was written above.
+    unsafe { out.set_len(src.len()) };
+    ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
 }
 
-/// `f` applied to the elements of `a` and `b` pairwise.
+/// `f` applied to the elements of `a` and `b` pairwise, vectorised.
 ///
 /// # Shapes
 /// `a`, `b`: the same shape; returns it.
 pub fn zip(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync) -> ArrayD<f32> {
     debug_assert_eq!(a.shape(), b.shape());
-    match (a.as_slice(), b.as_slice()) {
-        (Some(x), Some(y)) if x.len() >= PARALLEL_FROM => {
-            let mut out = Vec::new();
-            x.par_iter().zip(y.par_iter()).with_min_len(CHUNK).map(|(&x, &y)| f(x, y)).collect_into_vec(&mut out);
-            ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
-        }
-        _ => Zip::from(a).and(b).map_collect(|&x, &y| f(x, y)),
+    let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) else {
+        return Zip::from(a).and(b).map_collect(|&x, &y| f(x, y));
+    };
+    let mut out = Vec::with_capacity(x.len());
+    let body = |d: &mut [MaybeUninit<f32>], x: &[f32], y: &[f32]| {
+        simd::fast(|| d.iter_mut().zip(x.iter().zip(y)).for_each(|(d, (&x, &y))| *d = MaybeUninit::new(f(x, y))))
+    };
+    let spare = &mut out.spare_capacity_mut()[..x.len()];
+    if x.len() >= PARALLEL_FROM {
+        spare
+            .par_chunks_mut(CHUNK)
+            .zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK)))
+            .for_each(|(d, (x, y))| body(d, x, y));
+    } else {
+        body(spare, x, y);
+    }
+    // SAFETY: every element up to `x.len()` was written above.
+    unsafe { out.set_len(x.len()) };
+    ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
+}
+
+/// `a = f(a, b)` elementwise, in place, vectorised; `a` keeps its memory.
+///
+/// # Shapes
+/// `a`, `b`: the same shape.
+pub fn zip_in_place(a: &mut ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync) {
+    debug_assert_eq!(a.shape(), b.shape());
+    let same_order = a.strides() == b.strides();
+    let (Some(x), Some(y), true) = (a.as_slice_memory_order_mut(), b.as_slice_memory_order(), same_order) else {
+        Zip::from(a).and(b).for_each(|x, &y| *x = f(*x, y));
+        return;
+    };
+    let body = |x: &mut [f32], y: &[f32]| simd::fast(|| x.iter_mut().zip(y).for_each(|(x, &y)| *x = f(*x, y)));
+    if x.len() >= PARALLEL_FROM {
+        x.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK)).for_each(|(x, y)| body(x, y));
+    } else {
+        body(x, y);
     }
 }
 
@@ -46,9 +88,12 @@ pub fn zip(a: &ArrayD<f32>, b: &ArrayD<f32>, f: impl Fn(f32, f32) -> f32 + Sync)
 pub fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + Sync) {
     let width = width.max(1);
     if data.len() >= PARALLEL_FROM {
-        data.par_chunks_mut(width).enumerate().for_each(|(i, r)| f(r, i));
+        let rows = (CHUNK / width).max(1);
+        data.par_chunks_mut(rows * width).enumerate().for_each(|(j, block)| {
+            simd::fast(|| block.chunks_mut(width).enumerate().for_each(|(i, r)| f(r, j * rows + i)))
+        });
     } else {
-        data.chunks_mut(width).enumerate().for_each(|(i, r)| f(r, i));
+        simd::fast(|| data.chunks_mut(width).enumerate().for_each(|(i, r)| f(r, i)));
     }
 }
 
@@ -78,9 +123,12 @@ pub fn column_sums(a: &[f32], b: Option<&[f32]>, cols: usize) -> Vec<f32> {
         x
     };
     if a.len() < PARALLEL_FROM {
-        return partial(0, a);
+        return simd::fast(|| partial(0, a));
     }
-    a.par_chunks(block).enumerate().map(|(i, blk)| partial(i * block, blk)).reduce(|| vec![0.0; cols], add)
+    a.par_chunks(block)
+        .enumerate()
+        .map(|(i, blk)| simd::fast(|| partial(i * block, blk)))
+        .reduce(|| vec![0.0; cols], add)
 }
 
 #[cfg(test)]

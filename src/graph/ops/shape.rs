@@ -67,7 +67,7 @@ impl Op for Reshape {
         }
         if let Some(i) = infer {
             let known: usize = shape.iter().product();
-            if known == 0 || total % known != 0 {
+            if known == 0 || !total.is_multiple_of(known) {
                 return Err(format!("cannot reshape {:?} to {spec:?}", v.shape()));
             }
             shape[i] = total / known;

@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
-use super::{axis, input, par, Attrs, Grads, Op};
+use super::{axis, input, par, simd, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// Softmax: `y = exp(x - max) / sum(exp(x - max))` over the softmax axis (or axes).
@@ -41,15 +41,15 @@ impl Op for Softmax {
         if dims[2] == 1 {
             // The usual case (the last axis): contiguous rows, in parallel.
             par::rows_mut(y.as_slice_mut().expect("standard layout"), dims[1], |row, _| {
-                let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                row.iter_mut().for_each(|v| *v = (*v - max).exp());
-                let k = 1.0 / row.iter().sum::<f32>();
+                let max = simd::max(row);
+                row.iter_mut().for_each(|v| *v = simd::exp(*v - max));
+                let k = 1.0 / simd::sum(row);
                 row.iter_mut().for_each(|v| *v *= k);
             });
         } else {
             for mut lane in y.lanes_mut(Axis(1)) {
                 let max = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                lane.mapv_inplace(|v| (v - max).exp());
+                lane.mapv_inplace(|v| simd::exp(v - max));
                 let sum = lane.sum();
                 lane.mapv_inplace(|v| v / sum);
             }
@@ -66,7 +66,7 @@ impl Op for Softmax {
             let n = dims[1];
             par::rows_mut(g3.as_slice_mut().expect("standard layout"), n, |g, i| {
                 let p = &p[i * n..(i + 1) * n];
-                let s: f32 = g.iter().zip(p).map(|(g, p)| g * p).sum();
+                let s = simd::dot(g, p);
                 g.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - s));
             });
             return Ok(vec![Some(g3.into_shape_with_order(IxDyn(y.shape())).unwrap())]);

@@ -3,7 +3,7 @@
 
 use ndarray::ArrayD;
 
-use super::{input, par, Attrs, Grads, Op};
+use super::{input, par, simd, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,42 +55,43 @@ impl Op for Unary {
             Kind::Erf => par::map(a, erf),
             Kind::Sqrt => par::map(a, f32::sqrt),
             Kind::Relu => par::map(a, |v| v.max(0.0)),
-            Kind::Sigmoid => par::map(a, |v| 1.0 / (1.0 + (-v).exp())),
+            Kind::Sigmoid => par::map(a, |v| 1.0 / (1.0 + simd::exp(-v))),
             Kind::Tanh => par::map(a, f32::tanh),
             Kind::Gelu => par::map(a, |v| 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))),
             Kind::Identity => unreachable!(),
         }))
     }
 
-    fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        let a = as_f32(input(x, 0)?, "input")?;
-        let y = as_f32(y, "output")?;
-        let g = match self.0 {
-            Kind::Identity => dy.clone(),
-            Kind::Erf => {
-                let c = 2.0 / std::f32::consts::PI.sqrt();
-                par::zip(dy, a, |g, v| g * c * (-v * v).exp())
-            }
-            Kind::Sqrt => par::zip(dy, y, |g, r| g * 0.5 / r),
-            Kind::Relu => par::zip(dy, a, |g, v| if v > 0.0 { g } else { 0.0 }),
-            Kind::Sigmoid => par::zip(dy, y, |g, s| g * s * (1.0 - s)),
-            Kind::Tanh => par::zip(dy, y, |g, t| g * (1.0 - t * t)),
-            Kind::Gelu => {
-                let c = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
-                par::zip(dy, a, |g, v| {
-                    let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                    g * (cdf + v * c * (-0.5 * v * v).exp())
-                })
-            }
-        };
-        Ok(vec![Some(g)])
+    fn vjp(&self, x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
+        self.vjp_owned(x, y, dy.clone(), want)
     }
 
-    fn vjp_owned(&self, x: &[Option<&Value>], y: &Value, dy: ArrayD<f32>, want: &[bool]) -> OpResult<Grads> {
-        match self.0 {
-            Kind::Identity => Ok(vec![Some(dy)]),
-            _ => self.vjp(x, y, &dy, want),
+    /// `dy` becomes dx in place.
+    fn vjp_owned(&self, x: &[Option<&Value>], y: &Value, mut dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+        if self.0 == Kind::Identity {
+            return Ok(vec![Some(dy)]);
         }
+        let a = as_f32(input(x, 0)?, "input")?;
+        let y = as_f32(y, "output")?;
+        match self.0 {
+            Kind::Identity => unreachable!(),
+            Kind::Erf => {
+                let c = 2.0 / std::f32::consts::PI.sqrt();
+                par::zip_in_place(&mut dy, a, |g, v| g * c * simd::exp(-v * v))
+            }
+            Kind::Sqrt => par::zip_in_place(&mut dy, y, |g, r| g * 0.5 / r),
+            Kind::Relu => par::zip_in_place(&mut dy, a, |g, v| if v > 0.0 { g } else { 0.0 }),
+            Kind::Sigmoid => par::zip_in_place(&mut dy, y, |g, s| g * s * (1.0 - s)),
+            Kind::Tanh => par::zip_in_place(&mut dy, y, |g, t| g * (1.0 - t * t)),
+            Kind::Gelu => {
+                let c = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
+                par::zip_in_place(&mut dy, a, |g, v| {
+                    let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                    g * (cdf + v * c * simd::exp(-0.5 * v * v))
+                })
+            }
+        }
+        Ok(vec![Some(dy)])
     }
 
     fn differentiable(&self, i: usize) -> bool {
@@ -100,6 +101,7 @@ impl Op for Unary {
 
 /// The error function in f32, to within 5e-7: the rational fit that Eigen and XLA use, `x P(x²) /
 /// Q(x²)` on `[-4, 4]` (outside it erf is ±1 in f32). No `exp`, so the compiler vectorises it.
+#[inline(always)]
 pub fn erf(x: f32) -> f32 {
     const P: [f32; 7] = [
         -2.726_142_3e-10,
