@@ -3,8 +3,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 use graft::config::manifest::Manifest;
+use graft::config::{AllBlocks, Unfreeze};
 use graft::features::partition::Shard;
 use graft::features::{cache, embed_dataset, Backbone, EmbedOptions, Items};
+use graft::pipeline::{embed_front, UnfreezeAt};
 use graft::train::ProgressMode;
 
 use super::engine::EngineArgs;
@@ -16,7 +18,10 @@ use super::engine::EngineArgs;
   graft embed efficientnet-lite0 ../shared/data/cats-vs-dogs/train --out features.safetensors
   graft embed models/efficientnet-lite0.toml photos/ --out f.safetensors --device cuda --batch 64
   graft embed all-minilm-l6-v2 ../shared/data/spooky-authors/train.csv --text-column text --label-column author \\
-      --model ../shared/models/all-minilm-l6-v2/model.onnx --out sentences.safetensors")]
+      --model ../shared/models/all-minilm-l6-v2/model.onnx --out sentences.safetensors
+  # one worker of a Kubernetes Indexed Job, for `graft fit pipelines/cats-vs-dogs-finetune.toml`:
+  graft embed efficientnet-lite0 /data/photos --model /models/efficientnet-lite0.onnx --unfreeze 2 \\
+      --shard auto --cache /cache")]
 pub struct EmbedArgs {
     /// Backbone manifest name (models/NAME.toml) or path.
     backbone: String,
@@ -33,8 +38,9 @@ pub struct EmbedArgs {
     #[arg(long)]
     limit: Option<usize>,
     /// Output: safetensors with `features` [N, D], `labels` [N] and the file list in its metadata.
+    /// Without it only the feature cache is filled (a cluster worker's job: `graft fit` reads it).
     #[arg(long, short)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Use this model file instead of the manifest's source.
     #[arg(long)]
     model: Option<PathBuf>,
@@ -52,6 +58,14 @@ pub struct EmbedArgs {
     /// SLURM_ARRAY_TASK_COUNT). Parts are decided by each item's content hash; share --cache.
     #[arg(long, value_parser = parse_shard)]
     shard: Option<Shard>,
+    /// Fine-tuning: compute the frozen front's tensor at the unfreeze point that `graft fit` of a
+    /// pipeline with `backbone.unfreeze = N` (or "all") reads, instead of the backbone's output.
+    /// Shards and caches the same way; for texts, the states of the valid tokens (cache only).
+    #[arg(long, value_parser = parse_unfreeze)]
+    unfreeze: Option<Unfreeze>,
+    /// Fine-tuning: as --unfreeze, from this tensor (`backbone.unfreeze_from`).
+    #[arg(long, conflicts_with = "unfreeze")]
+    unfreeze_from: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     quiet: bool,
@@ -72,7 +86,22 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         engine: args.engine.options(),
         progress: if args.quiet { ProgressMode::Quiet } else { ProgressMode::Auto },
     };
-    let data = embed_dataset(&backbone, &args.data, &opts)?;
+    let at = match (args.unfreeze, &args.unfreeze_from) {
+        (None, None) => None,
+        (u, from) => Some(UnfreezeAt { unfreeze: u.unwrap_or(Unfreeze::Blocks(0)), from: from.clone() }),
+    };
+    match (&args.out, args.no_cache, backbone.manifest.text.is_some() && at.is_some()) {
+        (None, true, _) => anyhow::bail!("nothing to write: give --out, or drop --no-cache to fill the cache"),
+        (Some(out), _, true) => anyhow::bail!(
+            "--out {}: token states at the unfreeze point vary in length per text and go to the cache only; drop --out",
+            out.display()
+        ),
+        _ => {}
+    }
+    let data = match &at {
+        Some(at) => embed_front(&backbone, &args.data, at, &opts)?,
+        None => embed_dataset(&backbone, &args.data, &opts)?,
+    };
     let emb = &data.embedded;
     if let Some(s) = args.shard {
         let what = match data.items {
@@ -87,13 +116,23 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     for w in &emb.warnings {
         eprintln!("warning: {w}");
     }
-    data.to_file().save(&args.out)?;
-    println!("wrote {} ({} x {})", args.out.display(), emb.features.nrows(), emb.features.ncols());
+    if let Some(out) = &args.out {
+        data.to_file().save(out)?;
+        println!("wrote {} ({} x {})", out.display(), emb.features.nrows(), emb.features.ncols());
+    }
     if emb.computed > 0 {
         println!("{}", pipeline_line(emb));
     }
     println!("{}", summary(emb.rows.len(), emb.computed, emb.seconds));
     Ok(ExitCode::SUCCESS)
+}
+
+/// `N` (the last N blocks) or `all`, as a pipeline's `backbone.unfreeze`.
+fn parse_unfreeze(spec: &str) -> Result<Unfreeze, String> {
+    match spec {
+        "all" => Ok(Unfreeze::All(AllBlocks::All)),
+        n => n.parse().map(Unfreeze::Blocks).map_err(|_| format!("`{n}`: give a number of blocks or `all`")),
+    }
 }
 
 fn parse_shard(spec: &str) -> Result<Shard, String> {

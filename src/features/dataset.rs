@@ -106,7 +106,11 @@ pub fn embed_dataset(backbone: &Backbone, data: &Path, opts: &EmbedOptions) -> R
 }
 
 /// The first `limit` of `n` items, then the shard's part of them (`select` gives the indices kept).
-fn take(n: usize, opts: &EmbedOptions, select: impl FnOnce(&Shard, usize) -> Vec<usize>) -> (Vec<usize>, usize) {
+pub(crate) fn take(
+    n: usize,
+    opts: &EmbedOptions,
+    select: impl FnOnce(&Shard, usize) -> Vec<usize>,
+) -> (Vec<usize>, usize) {
     let n = opts.limit.unwrap_or(n).min(n);
     match &opts.shard {
         Some(s) => (select(s, n), n),

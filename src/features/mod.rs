@@ -15,6 +15,7 @@ mod text;
 
 pub use backbone::Backbone;
 pub use cache::FeatureCache;
+pub(crate) use dataset::take as take_items;
 pub use dataset::{embed_dataset, EmbedOptions, EmbeddedDataset, Items};
 pub use image::{embed_images, file_keys, prepare_image, ImageItem};
 pub use store::FeatureFile;

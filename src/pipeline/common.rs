@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::head::HeadRun;
 use super::report::{ImageSummary, Mistake, Phase};
 use crate::backend::{EngineOptions, OrtOptions, Value};
-use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, ValidationMethod};
+use crate::config::{BackboneConfig, PipelineConfig, TrainConfig, Unfreeze, ValidationMethod};
 use crate::data::stratified_split;
 use crate::data::{CsvOptions, Dataset, ImageFolder, Labels};
 use crate::export::{self, keys, IMAGE_INPUT};
@@ -213,9 +213,15 @@ pub fn mistakes(run: &HeadRun, data: &Dataset, labels: &Labels, id: impl Fn(usiz
 ///
 /// Errors (on `backbone.unfreeze` / `backbone.unfreeze_from`): the tensor does not exist, it is
 /// `end` itself or comes after it (no tail left), or what follows it cannot be trained.
-pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, what: &str) -> Result<String> {
-    let Some(t) = &b.unfreeze_from else {
-        return Ok(crate::graph::unfreeze_point(model, Some(end), b.unfreeze, what)?.tensor);
+pub fn unfreeze_tensor(
+    model: &pb::ModelProto,
+    unfreeze: Unfreeze,
+    from: Option<&str>,
+    end: &str,
+    what: &str,
+) -> Result<String> {
+    let Some(t) = from else {
+        return Ok(crate::graph::unfreeze_point(model, Some(end), unfreeze, what)?.tensor);
     };
     let bad = |m: String| Err(Error::config("backbone.unfreeze_from", m));
     let nodes = model.graph.as_ref().map_or(&[][..], |g| &g.node[..]);
@@ -226,7 +232,7 @@ pub fn unfreeze_tensor(model: &pb::ModelProto, b: &BackboneConfig, end: &str, wh
             bad(format!("`{t}` is at or after `{end}`, where {what} is cut: no tail is left to fine-tune"))
         }
         _ => crate::graph::Tail::new(model, t, Some(end))
-            .map(|_| t.clone())
+            .map(|_| t.to_string())
             .or_else(|e| bad(format!("what follows `{t}` in {what} cannot be trained: {e}"))),
     }
 }

@@ -53,7 +53,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
     let pre = backbone.preprocess.clone().ok_or_else(|| Error::config("backbone", "not an image backbone"))?;
     let source = crate::onnx::load(&backbone.source)?;
     let what = backbone.source.display().to_string();
-    let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;
+    let start = unfreeze_tensor(&source, bcfg.unfreeze, bcfg.unfreeze_from.as_deref(), &backbone.output, &what)?;
     // The saved model names the backbone by an absolute path, so `graft verify` runs from anywhere.
     let absolute = std::fs::canonicalize(&backbone.source).map_err(|e| Error::io(&backbone.source, e))?;
     let mut tail = TailLayer::open(&absolute, &start, Some(&backbone.output), Some(&backbone.sha256))?;
@@ -137,7 +137,7 @@ pub fn fit(cfg: &PipelineConfig, out: &Path, session: &mut Session) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{BackboneConfig, TrainConfig};
+    use crate::config::{TrainConfig, Unfreeze};
     use crate::nn::optim::LrGroup;
     use crate::nn::OptimizerKind;
     use crate::onnx::pb;
@@ -148,18 +148,10 @@ mod tests {
         crate::onnx::load(&path).unwrap()
     }
 
-    fn backbone_cfg(unfreeze: usize, from: Option<&str>) -> BackboneConfig {
-        let text = format!(
-            "manifest = \"m\"\nunfreeze = {unfreeze}\n{}",
-            from.map(|f| format!("unfreeze_from = \"{f}\"")).unwrap_or_default()
-        );
-        toml::from_str(&text).unwrap()
-    }
-
     #[test]
     fn the_unfreeze_point_is_found_or_refused_clearly() {
         let m = effnet();
-        let t = |u, f| unfreeze_tensor(&m, &backbone_cfg(u, f), "features", "effnet.onnx");
+        let t = |u, f| unfreeze_tensor(&m, Unfreeze::Blocks(u), f, "features", "effnet.onnx");
         assert_eq!(t(2, None).unwrap(), "add_54", "the last block and the 1x1 head conv");
         assert_eq!(t(1, None).unwrap(), "conv_57_out");
         assert_eq!(t(0, Some("add_50")).unwrap(), "add_50");
@@ -171,7 +163,7 @@ mod tests {
         assert!(e.contains("no tail is left"), "{e}");
         let e = t(0, Some("logits")).unwrap_err().to_string();
         assert!(e.contains("no tail is left"), "after the cut tensor: {e}");
-        let e = unfreeze_tensor(&m, &backbone_cfg(1, None), "conv_1_out", "effnet.onnx").unwrap_err().to_string();
+        let e = unfreeze_tensor(&m, Unfreeze::Blocks(1), None, "conv_1_out", "effnet.onnx").unwrap_err().to_string();
         assert!(e.contains("effnet.onnx has no block boundaries"), "a cut before every boundary: {e}");
     }
 

@@ -6,7 +6,7 @@
 //! ([`SequenceMask`]). Exported as the original encoder with the tail's trained initializers, then
 //! the pooling and the head.
 
-use ndarray::{Array2, Array3, Axis};
+use ndarray::{Array2, Array3};
 
 use super::{EncoderParts, RouteInput, Routed, VERIFY_TEXTS};
 use crate::backend::{BackendKind, DeviceRequest, EngineOptions, OrtOptions};
@@ -17,17 +17,18 @@ use crate::graph::TailLayer;
 use crate::nn::{Layer, LayerSpec, Sequential};
 use crate::pipeline::common::{dense_stack, engine_options};
 use crate::pipeline::common::{front, phase_two_fit, phase_two_model, phase_two_split, two_phase_run, unfreeze_tensor};
+use crate::pipeline::front::{fill_token_states, read_token_states, token_lengths, token_recipe};
 use crate::pipeline::head::train_head;
 use crate::pipeline::report::{FineTuneSummary, TextSummary};
 use crate::preprocess::TextEncoder;
 use crate::rng::Rng;
 use crate::train::{self, SequenceMask, Session};
-use crate::{io, Error, Result};
+use crate::{Error, Result};
 
 /// The front's states at `start` for the valid tokens of each text, zero-padded to the longest,
 /// and how many texts were computed now: the others come from `cache`, which holds one row per
 /// valid token, keyed by the text's sha256 and the token's position (the cache's recipe names the
-/// model, the tokenizer and the tensor).
+/// model, the tokenizer and the tensor; `graft embed --unfreeze` fills the same entries).
 ///
 /// # Shapes
 /// -> `[texts.len(), longest, H]`
@@ -40,57 +41,9 @@ fn front_states(
     batch: usize,
     cache: &mut FeatureCache,
 ) -> Result<(Array3<f32>, usize)> {
-    let batch = batch.max(1);
-    let mut lengths = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(batch) {
-        let enc = encoder.encode(chunk)?;
-        lengths.extend(enc.mask.rows().into_iter().map(|r| r.iter().filter(|&&m| m != 0).count()));
-    }
-    let shas: Vec<String> = texts.iter().map(|t| io::sha256_hex(t.as_bytes())).collect();
-    let key = |i: usize, t: usize| format!("{}/{t}", shas[i]);
-    let missing: Vec<usize> =
-        (0..texts.len()).filter(|&i| (0..lengths[i]).any(|t| !cache.contains(&key(i, t)))).collect();
-    if !missing.is_empty() {
-        let mut engine = crate::backend::open(&front.path, opts)?;
-        for chunk in missing.chunks(batch) {
-            let some: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let enc = encoder.encode(&some)?;
-            let states = engine.run_output(enc.inputs(&front.inputs)?, start)?;
-            let states = states
-                .into_dimensionality::<ndarray::Ix3>()
-                .map_err(|e| Error::Tensor { name: start.into(), msg: format!("expected [N, S, H]: {e}") })?;
-            let mut keys = Vec::new();
-            let mut rows = Vec::new();
-            for (j, &i) in chunk.iter().enumerate() {
-                for t in 0..lengths[i] {
-                    keys.push(key(i, t));
-                    rows.push(states.slice(ndarray::s![j, t, ..]));
-                }
-            }
-            let rows = ndarray::stack(Axis(0), &rows).map_err(|e| Error::Invalid(format!("front states: {e}")))?;
-            cache.append(&keys, &rows)?;
-        }
-        cache.compact()?;
-    }
-    let longest = lengths.iter().copied().max().unwrap_or(1).max(1);
-    let h = cache.dim().unwrap_or(0);
-    let mut out = Array3::<f32>::zeros((texts.len(), longest, h));
-    let mut row = Vec::with_capacity(h);
-    for (i, &len) in lengths.iter().enumerate() {
-        for t in 0..len {
-            if !cache.read_into(&key(i, t), &mut row)? {
-                return Err(Error::Invalid(format!("feature cache: text {} token {t} vanished", i + 1)));
-            }
-            out.slice_mut(ndarray::s![i, t, ..]).assign(&ndarray::ArrayView1::from(&row[..]));
-        }
-    }
-    Ok((out, missing.len()))
-}
-
-/// The cache recipe of the front's per-token states at `start`: the tokenizer and the tensor.
-fn token_recipe(front: &Backbone, encoder: &TextEncoder, start: &str) -> Result<String> {
-    let text: serde_json::Value = serde_json::from_str(&front.recipe(Some(encoder))?).expect("a JSON recipe");
-    Ok(serde_json::json!({ "text": text, "token_states_at": start }).to_string())
+    let lengths = token_lengths(encoder, texts, batch)?;
+    let computed = fill_token_states(front, opts, encoder, (texts, &lengths), start, batch, cache)?;
+    Ok((read_token_states(cache, texts, &lengths)?, computed))
 }
 
 /// The additive mask side input of `tail`: its name and its value at padding, read from the
@@ -138,7 +91,7 @@ pub(super) fn route(input: &RouteInput, session: &mut Session) -> Result<Routed>
         EncoderParts::open(cfg, tokenizer_path)?;
     let source = crate::onnx::load(&backbone.source)?;
     let what = backbone.source.display().to_string();
-    let start = unfreeze_tensor(&source, bcfg, &backbone.output, &what)?;
+    let start = unfreeze_tensor(&source, bcfg.unfreeze, bcfg.unfreeze_from.as_deref(), &backbone.output, &what)?;
     let absolute = std::fs::canonicalize(&backbone.source).map_err(|e| Error::io(&backbone.source, e))?;
     let mut tail = TailLayer::open(&absolute, &start, Some(&backbone.output), Some(&backbone.sha256))?;
     let mask = sequence_mask(&tail, &absolute, &backbone, &encoder)?;

@@ -5,6 +5,7 @@
 mod builder;
 mod common;
 mod finetune;
+mod front;
 mod head;
 mod html;
 mod image;
@@ -16,6 +17,7 @@ mod tabular;
 mod text;
 
 pub use builder::{Pipeline, PipelineBuilder, Run};
+pub use front::{embed_front, UnfreezeAt};
 pub use html::REPORT_HTML;
 pub use lr_find::{lr_find, LrFindReport};
 pub use report::{

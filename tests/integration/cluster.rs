@@ -252,3 +252,50 @@ fn shard_auto_without_a_job_engine_says_what_to_set() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("JOB_COMPLETION_INDEX") && err.contains("SLURM_ARRAY_TASK_ID"), "{err}");
 }
+
+/// One `graft embed ARGS --unfreeze 2 --shard I/2 --cache CACHE -q` worker; returns (items in its
+/// part, items computed now).
+fn front_worker(args: &[&str], i: usize, cache: &Path) -> (usize, usize) {
+    let shard = format!("{i}/2");
+    let mut all = vec!["embed"];
+    all.extend(args);
+    all.extend(["--unfreeze", "2", "--shard", &shard, "--cache", s(cache), "-q"]);
+    counts(&ok(&all))
+}
+
+/// The fine-tuning front shards as the backbone's output does: two `graft embed --unfreeze 2
+/// --shard I/2` workers fill one cache with the states at the unfreeze point (per image for
+/// EfficientNet-Lite0, per valid token for MiniLM), a rerun computes nothing, and `graft fit` of
+/// the shipped fine-tuning pipelines on that cache computes none of them.
+#[test]
+fn sharded_unfreeze_point_states_leave_fit_nothing_to_compute() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let photos = tmp.path().join("photos");
+    crate::images::subset(&photos, 10);
+    let text = std::fs::read_to_string(shared("data/spooky-authors/train.csv")).unwrap();
+    let csv = tmp.path().join("spooky.csv");
+    std::fs::write(&csv, text.lines().take(41).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let effnet_model = shared("models/efficientnet-lite0/model.onnx");
+    let minilm_model = shared("models/all-minilm-l6-v2/model.onnx");
+    let effnet = ["models/efficientnet-lite0.toml", s(&photos), "--model", s(&effnet_model)];
+    let minilm = ["models/all-minilm-l6-v2.toml", s(&csv), "--model", s(&minilm_model)];
+    let set = ["--set", "backbone.device=cpu", "--set", "train.epochs=1", "--set", "train.fine_tune.epochs=1"];
+    for (args, items, pipeline, what) in [
+        (&effnet, 20, "pipelines/cats-vs-dogs-finetune.toml", "images"),
+        (&minilm, 40, "pipelines/who-said-it-bert-finetune.toml", "text"),
+    ] {
+        let parts: Vec<(usize, usize)> = (0..2).map(|i| front_worker(args, i, &cache)).collect();
+        assert_eq!(parts[0].0 + parts[1].0, items, "{what}: the two parts cover every item once");
+        assert!(parts.iter().all(|&(n, computed)| n > 0 && computed == n), "{what}: {parts:?}");
+        assert_eq!(front_worker(args, 1, &cache).1, 0, "{what}: a retried worker computes nothing");
+        let r = fit_pipeline(pipeline, &tmp.path().join(what), Path::new(args[1]), &cache, &set);
+        assert_eq!(r[what]["embedded_now"], 0, "{what}: {}", r[what]);
+        assert_eq!(r["verification"]["passed"], true, "{}", r["verification"]);
+    }
+    let no_cache = fails(&["embed", effnet[0], effnet[1], "--model", effnet[3], "--unfreeze", "2", "--no-cache"]);
+    assert!(no_cache.contains("nothing to write"), "{no_cache}");
+    let out = tmp.path().join("x.safetensors");
+    let text_out = fails(&["embed", minilm[0], minilm[1], "--model", minilm[3], "--unfreeze", "2", "--out", s(&out)]);
+    assert!(text_out.contains("go to the cache only"), "{text_out}");
+}
