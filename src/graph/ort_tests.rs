@@ -146,7 +146,7 @@ fn efficientnet_last_block_gradients() {
 
 /// Seconds per training step (forward + backward) of the shipped tails, on random inputs:
 /// `REPS=20 cargo test --release --lib graph::ort_tests::bench -- --ignored --nocapture` (3
-/// steps each unless `REPS` says).
+/// steps each unless `REPS` says; `ONLY=minilm` or `ONLY=effnet` runs one).
 #[test]
 #[ignore]
 fn bench_training_steps() {
@@ -160,12 +160,18 @@ fn bench_training_steps() {
         t.elapsed().as_secs_f64() / reps as f64
     };
     let mut rng = Rng::new(6);
-    let model = onnx::load(&shared_model("all-minilm-l6-v2")).unwrap();
-    let mut tail = Tail::new(&model, "layernormalization_152", None).unwrap();
-    let (n, s) = (32, 40);
-    let x = ArrayD::from_shape_fn(IxDyn(&[n, s, 384]), |_| rng.normal());
-    let mask = vec![("unsqueeze_12".to_string(), Value::F32(ArrayD::zeros(IxDyn(&[n, 1, 1, s]))))];
-    eprintln!("MiniLM layers 4-5, batch {n} x {s} tokens: {:.3} s/step", time(&mut tail, x, mask));
+    let only = std::env::var("ONLY").unwrap_or_default();
+    if only != "effnet" {
+        let model = onnx::load(&shared_model("all-minilm-l6-v2")).unwrap();
+        let mut tail = Tail::new(&model, "layernormalization_152", None).unwrap();
+        let (n, s) = (32, 40);
+        let x = ArrayD::from_shape_fn(IxDyn(&[n, s, 384]), |_| rng.normal());
+        let mask = vec![("unsqueeze_12".to_string(), Value::F32(ArrayD::zeros(IxDyn(&[n, 1, 1, s]))))];
+        eprintln!("MiniLM layers 4-5, batch {n} x {s} tokens: {:.3} s/step", time(&mut tail, x, mask));
+    }
+    if only == "minilm" {
+        return;
+    }
     let model = onnx::load(&shared_model("efficientnet-lite0")).unwrap();
     let mut tail = Tail::new(&model, "add_54", Some("features")).unwrap();
     let x = ArrayD::from_shape_fn(IxDyn(&[32, 192, 7, 7]), |_| rng.normal());

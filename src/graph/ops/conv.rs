@@ -151,8 +151,7 @@ fn batch_cols(geo: &Geo, win: &Window, x4: &CowArray<f32, IxDyn>, g: usize) -> A
     let p = geo.out[0] * geo.out[1];
     let xg = x4.slice(s![.., g * cg..(g + 1) * cg, .., ..]);
     if geo.pointwise(win) {
-        let t = xg.to_shape((geo.n, cg, p)).unwrap().permuted_axes([1, 0, 2]);
-        return t.as_standard_layout().into_owned().into_shape_with_order((cg, geo.n * p)).unwrap();
+        return swap01(xg.to_shape((geo.n, cg, p)).unwrap().view()).into_shape_with_order((cg, geo.n * p)).unwrap();
     }
     let per_image: Vec<Array2<f32>> = (0..geo.n)
         .into_par_iter()
@@ -165,8 +164,34 @@ fn batch_cols(geo: &Geo, win: &Window, x4: &CowArray<f32, IxDyn>, g: usize) -> A
 /// `t` (`[rows, N * P]`, image-major columns) as `[N, rows, P]`.
 fn per_image(t: Array2<f32>, n: usize) -> Array3<f32> {
     let (rows, np) = t.dim();
-    let t3 = t.into_shape_with_order((rows, n, np / n.max(1))).unwrap();
-    t3.permuted_axes([1, 0, 2]).as_standard_layout().into_owned()
+    swap01(t.into_shape_with_order((rows, n, np / n.max(1))).unwrap().view())
+}
+
+/// `a` with its first two axes swapped, in row-major memory: whole `P`-long rows are copied, in
+/// parallel over the new first axis (ndarray's own copy of a permuted view goes element by
+/// element).
+///
+/// # Shapes
+/// `a`: `[A, B, P]`; returns `[B, A, P]`.
+fn swap01(a: ArrayView3<f32>) -> Array3<f32> {
+    let (na, nb, p) = a.dim();
+    let mut out = vec![0.0f32; na * nb * p];
+    let fill = |(j, block): (usize, &mut [f32])| {
+        for (i, dst) in block.chunks_mut(p.max(1)).enumerate() {
+            let src = a.slice(s![i, j, ..]);
+            match src.as_slice() {
+                Some(src) => dst.copy_from_slice(src),
+                None => dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s),
+            }
+        }
+    };
+    let chunk = (na * p).max(1);
+    if out.len() >= 1 << 15 {
+        out.par_chunks_mut(chunk).enumerate().for_each(fill);
+    } else {
+        out.chunks_mut(chunk).enumerate().for_each(fill);
+    }
+    Array3::from_shape_vec((nb, na, p), out).expect("B x A x P elements")
 }
 
 /// A 1×1 convolution as one product per image, `W · X_i`, written straight into the output.
@@ -245,8 +270,8 @@ impl Op for Conv {
             let mut dx = want[0].then(|| Array3::<f32>::zeros((geo.n, geo.c, geo.hw[0] * geo.hw[1])));
             for g in 0..geo.group {
                 // [mg, N * P], image-major columns like the batch's im2col.
-                let gg = g3.slice(s![.., g * mg..(g + 1) * mg, ..]).permuted_axes([1, 0, 2]);
-                let gg = gg.as_standard_layout().into_owned().into_shape_with_order((mg, geo.n * p)).unwrap();
+                let gg = swap01(g3.slice(s![.., g * mg..(g + 1) * mg, ..]));
+                let gg = gg.into_shape_with_order((mg, geo.n * p)).unwrap();
                 let cols = batch_cols(&geo, win, &x4, g);
                 dw.slice_mut(s![g * mg..(g + 1) * mg, ..]).assign(&gemm::dot(&gg.view(), &cols.t()));
                 if let Some(d) = dx.as_mut() {

@@ -98,7 +98,15 @@ impl Op for GlobalAveragePool {
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         let a = as_f32(input(x, 0)?, "X")?;
         let rest = a.len() / (a.shape()[0] * a.shape()[1]).max(1);
-        Ok(vec![Some(dy.broadcast(a.raw_dim()).unwrap().mapv(|v| v / rest as f32))])
+        let means = dy.as_standard_layout();
+        let means = means.as_slice().expect("standard layout");
+        if means.len() * rest != a.len() {
+            return Err(format!("dY {:?} does not fit X {:?}", dy.shape(), a.shape()));
+        }
+        // Each [N, C] value spread evenly over its H x W positions, one row per channel.
+        let mut dx = vec![0.0f32; a.len()];
+        super::par::rows_mut(&mut dx, rest, |row, i| row.fill(means[i] / rest as f32));
+        Ok(vec![Some(ArrayD::from_shape_vec(a.raw_dim(), dx).expect("X's element count"))])
     }
 }
 
