@@ -95,7 +95,8 @@ pub unsafe fn sgemm(
                         // SAFETY: tile `(ir, jc + jr)` of C, panel `jr / NR` of the packed block.
                         unsafe {
                             let cp = c.add(ir * ldc + jc + jr);
-                            tile(layout, kc, at, stride, bp.as_ptr().add(jr * kc), cp, ldc, mr, nr, pc > 0);
+                            let ops = Operands { layout, kc, a: at, stride, bp: bp.as_ptr().add(jr * kc) };
+                            tile(ops, cp, ldc, (mr, nr), pc > 0);
                         }
                     }
                 }
@@ -104,28 +105,27 @@ pub unsafe fn sgemm(
     });
 }
 
-/// One `mr x nr` block of C: a full tile straight into C, an edge tile through a scratch tile.
-///
-/// # Safety
-/// As [`kernel`], for the `mr x nr` block of C.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-unsafe fn tile(
+/// The operands of one register tile: `kc` steps of A (laid out as `layout` says, `stride`
+/// apart) and of a packed B panel.
+#[derive(Clone, Copy)]
+struct Operands {
     layout: Layout,
     kc: usize,
     a: *const f32,
     stride: isize,
     bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    mr: usize,
-    nr: usize,
-    accumulate: bool,
-) {
-    let run = |c: *mut f32, ldc: usize, accumulate: bool| match layout {
+}
+
+/// One `mr x nr` block of C: a full tile straight into C, an edge tile through a scratch tile.
+///
+/// # Safety
+/// As [`kernel`], for the `mr x nr` block of C.
+#[inline(always)]
+unsafe fn tile(ops: Operands, c: *mut f32, ldc: usize, (mr, nr): (usize, usize), accumulate: bool) {
+    let run = |c: *mut f32, ldc: usize, accumulate: bool| match ops.layout {
         // SAFETY: the caller's contract.
-        Layout::Rows => unsafe { kernel::<false>(kc, a, stride, bp, c, ldc, accumulate) },
-        Layout::Cols => unsafe { kernel::<true>(kc, a, stride, bp, c, ldc, accumulate) },
+        Layout::Rows => unsafe { kernel::<false>(ops, c, ldc, accumulate) },
+        Layout::Cols => unsafe { kernel::<true>(ops, c, ldc, accumulate) },
     };
     if mr == MR && nr == NR {
         run(c, ldc, accumulate);
@@ -186,23 +186,15 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rsb: isize, csb: isize, ou
 }
 
 /// `C[12, 32] = A[12, kc] · Bp[kc, 32]` (`+=` with `accumulate`): A's element `(r, kk)` at
-/// `a + r * stride + kk` (`COLS` false) or `a + kk * stride + r` (`COLS` true).
+/// `a + r * stride + kk` (`COLS` false) or `a + kk * stride + r` (`COLS` true), for `ops`.
 ///
 /// # Safety
 /// AVX-512F; A's 12 x kc elements readable; `bp` holds `kc * 32`; C's 12 rows of 32, `ldc`
 /// apart, writable (and readable with `accumulate`).
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel<const COLS: bool>(
-    kc: usize,
-    a: *const f32,
-    stride: isize,
-    bp: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    accumulate: bool,
-) {
+unsafe fn kernel<const COLS: bool>(ops: Operands, c: *mut f32, ldc: usize, accumulate: bool) {
+    let Operands { kc, a, stride, mut bp, .. } = ops;
     let mut acc = [_mm512_setzero_ps(); 2 * MR];
-    let mut bp = bp;
     for kk in 0..kc as isize {
         // SAFETY: the caller's contract.
         unsafe {
