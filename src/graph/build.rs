@@ -118,6 +118,7 @@ impl Tail {
             side: Vec::new(),
             fixed: Vec::new(),
             live: Vec::new(),
+            moved: Vec::new(),
             params: Vec::new(),
             grads: Vec::new(),
         };
@@ -182,12 +183,15 @@ impl Tail {
                 .collect();
             live_slot[output] = true;
             grad_slot[output] = want.iter().any(|w| *w);
-            tail.steps.push(Step { name: n.name.clone(), op_type: n.op_type.clone(), op, inputs, want, output });
+            let (name, op_type) = (n.name.clone(), n.op_type.clone());
+            tail.steps.push(Step { name, op_type, op, inputs, want, output, moves: false });
         }
         tail.end = slot(&mut tail, &end);
         super::fuse::bias(&mut tail);
         super::fuse::gelu(&mut tail);
+        super::fuse::moves(&mut tail);
         tail.live = vec![None; tail.names.len()];
+        tail.moved = vec![None; tail.names.len()];
         tail.grads = tail
             .params
             .iter()

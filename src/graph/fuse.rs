@@ -77,6 +77,7 @@ pub(super) fn gelu(tail: &mut Tail) {
             inputs: vec![Some(x)],
             want: vec![want],
             output: last.output,
+            moves: false,
         };
         tail.steps[i] = step;
         let mut gone = inner.to_vec();
@@ -135,6 +136,25 @@ pub(super) fn bias(tail: &mut Tail) {
     }
 }
 
+/// Marks the steps that may take their input 0 instead of copying it (reshapes, transposes and
+/// Identity after a product, say): the op re-views it, no other step reads it, it is not the
+/// start, the end, a side input or a constant, and the step that made it does not read its own
+/// output in its VJP.
+pub(super) fn moves(tail: &mut Tail) {
+    let readers = readers(tail);
+    for i in 0..tail.steps.len() {
+        let Some(Some(s)) = tail.steps[i].inputs.first().copied() else { continue };
+        let producer = tail.steps[..i].iter().find(|p| p.output == s);
+        tail.steps[i].moves = tail.steps[i].op.re_views()
+            && readers[s] == 1
+            && s != tail.start
+            && s != tail.end
+            && !tail.side.contains(&s)
+            && tail.fixed[s].is_none()
+            && producer.is_some_and(|p| !p.op.needs_output());
+    }
+}
+
 /// How many steps read each slot (the tail's end counts as one more reader).
 fn readers(tail: &Tail) -> Vec<usize> {
     let mut readers = vec![0usize; tail.names.len()];
@@ -149,6 +169,7 @@ fn readers(tail: &Tail) -> Vec<usize> {
 mod tests {
     use crate::graph::ops::check::{grad_check, param, run, Case};
     use crate::graph::ops::erf;
+    use crate::onnx::Attr;
 
     /// `y = W2 · gelu(W1 · x)` with GELU written out as BERT exporters do; `swap` writes the
     /// commutative operands the other way round; `leak` also reads the `Erf` output elsewhere.
@@ -224,6 +245,40 @@ mod tests {
         for (g, w) in got.iter().zip(want.iter()) {
             assert!((g - w).abs() < 1e-5, "{g} vs {w}");
         }
+        grad_check((tail, x));
+    }
+
+    /// `MatMul` → `Reshape` → `Transpose` → `MatMul` with another reader: the reshape and the
+    /// transpose take their inputs (nothing else reads them, and `MatMul` and `Reshape` do not
+    /// read their own outputs in their VJPs); a `Softmax` output (read by its own VJP) and a
+    /// tensor read twice are copied.
+    #[test]
+    fn re_viewing_steps_take_their_inputs_when_nothing_else_needs_them() {
+        let mut c = Case::new(&[2, 3, 4]);
+        let w = c.init(&param(&[4, 6], 7));
+        let h = c.node("MatMul", &["x", &w], &[]);
+        let shape = c.ints(&[2, 3, 2, 3]);
+        let r = c.node("Reshape", &[&h, &shape], &[]);
+        let t = c.node("Transpose", &[&r], &[Attr::Ints("perm", vec![0, 2, 1, 3])]);
+        let sm = c.node("Softmax", &[&t], &[Attr::Int("axis", -1)]);
+        let back = c.ints(&[2, 3, 6]);
+        let t2 = c.node("Transpose", &[&sm], &[Attr::Ints("perm", vec![0, 2, 1, 3])]);
+        let r2 = c.node("Reshape", &[&t2, &back], &[]);
+        let id = c.node("Identity", &[&r2], &[]);
+        let twice = c.node("Add", &[&id, &r2], &[]);
+        let (tail, x) = c.finish(&twice);
+        let moves: Vec<(&str, bool)> = tail.steps.iter().map(|s| (s.op_type.as_str(), s.moves)).collect();
+        let want = [
+            ("MatMul", false),
+            ("Reshape", true),
+            ("Transpose", true),
+            ("Softmax", false),
+            ("Transpose", false),
+            ("Reshape", true),
+            ("Identity", false),
+            ("Add", false),
+        ];
+        assert_eq!(moves, want);
         grad_check((tail, x));
     }
 }

@@ -45,6 +45,9 @@ struct Step {
     /// Which inputs receive a gradient.
     want: Vec<bool>,
     output: usize,
+    /// Input 0 is given to the op, not copied: the op re-views it, nothing else reads it, and
+    /// its producer's VJP does not read it (see [`ops::Op::re_views`]).
+    moves: bool,
 }
 
 /// A trainable ONNX subgraph. Build it with [`Tail::new`]; run it with [`Tail::forward`] and
@@ -61,6 +64,8 @@ pub struct Tail {
     fixed: Vec<Option<Value>>,
     /// Values computed by the last forward pass, by slot.
     live: Vec<Option<Value>>,
+    /// The shapes of the values the last forward pass gave away to a re-viewing step, by slot.
+    moved: Vec<Option<Vec<usize>>>,
     /// Parameter slots, in slot order.
     params: Vec<usize>,
     /// dL/dparam from the last backward pass, aligned with `params`.

@@ -33,11 +33,32 @@ impl Tail {
                 msg: "side input of the tail was not given".into(),
             });
         }
+        self.moved.iter_mut().for_each(|m| *m = None);
         for step in &self.steps {
-            let xs: Vec<Option<&Value>> =
+            // A re-viewing step takes its input instead of copying it (see `fuse::moves`).
+            let given = match (step.moves, step.inputs[0]) {
+                (true, Some(s)) => match self.live[s].take() {
+                    Some(Value::F32(a)) => {
+                        self.moved[s] = Some(a.shape().to_vec());
+                        Some(a)
+                    }
+                    other => {
+                        self.live[s] = other;
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let mut xs: Vec<Option<&Value>> =
                 step.inputs.iter().map(|s| s.and_then(|s| self.fixed[s].as_ref().or(self.live[s].as_ref()))).collect();
-            let y = step.op.forward(&xs).map_err(|m| step_error(step, m))?;
-            self.live[step.output] = Some(y);
+            let y = match given {
+                Some(a) => {
+                    xs[0] = None;
+                    step.op.forward_owned(a, &xs).map(Value::F32)
+                }
+                None => step.op.forward(&xs),
+            };
+            self.live[step.output] = Some(y.map_err(|m| step_error(step, m))?);
         }
         let out = self.fixed[self.end].as_ref().or(self.live[self.end].as_ref());
         let out = match out {
@@ -66,6 +87,7 @@ impl Tail {
             return Err(Error::Invalid("Tail::backward called without a training forward pass".into()));
         }
         let mut grads: Vec<Option<ArrayD<f32>>> = vec![None; self.names.len()];
+        let no_output = Value::F32(ArrayD::zeros(ndarray::IxDyn(&[0])));
         grads[self.end] = Some(dy);
         for step in self.steps.iter().rev() {
             let Some(dy) = grads[step.output].take() else { continue };
@@ -76,11 +98,18 @@ impl Tail {
             }
             let get = |s: usize| self.fixed[s].as_ref().or(self.live[s].as_ref());
             let xs: Vec<Option<&Value>> = step.inputs.iter().map(|s| s.and_then(get)).collect();
-            let y = get(step.output).ok_or_else(|| step_error(step, "its output was not kept".into()))?;
-            let dxs = step.op.vjp_owned(&xs, y, dy, &want).map_err(|m| step_error(step, m))?;
+            let given = step.inputs[0].and_then(|s| self.moved[s].as_deref());
+            let dxs = match (get(step.output), given) {
+                (_, Some(shape)) => Ok(vec![Some(step.op.vjp_view(shape, dy).map_err(|m| step_error(step, m))?)]),
+                (Some(y), None) => step.op.vjp_owned(&xs, y, dy, &want),
+                // Given away to the re-viewing step after it: this op's VJP does not read it.
+                (None, None) if !step.op.needs_output() => step.op.vjp_owned(&xs, &no_output, dy, &want),
+                (None, None) => return Err(step_error(step, "its output was not kept".into())),
+            };
+            let dxs = dxs.map_err(|m| step_error(step, m))?;
             for ((g, s), w) in dxs.into_iter().zip(&step.inputs).zip(&want) {
                 let (Some(g), Some(s), true) = (g, s, *w) else { continue };
-                let expected = xs_shape(&xs, &step.inputs, *s);
+                let expected = self.moved[*s].clone().or_else(|| xs_shape(&xs, &step.inputs, *s));
                 if Some(g.shape()) != expected.as_deref() {
                     return Err(step_error(
                         step,

@@ -128,6 +128,10 @@ impl Op for MatMul {
         };
         Ok(vec![da, db])
     }
+
+    fn needs_output(&self) -> bool {
+        false
+    }
 }
 
 /// A `MatMul` whose output only feeds an `Add` of a constant row vector (a linear layer's bias),
@@ -162,6 +166,10 @@ impl Op for MatMulBias {
             ArrayD::from_shape_vec(bias.raw_dim(), sums).expect("one sum per bias value")
         }));
         Ok(grads)
+    }
+
+    fn needs_output(&self) -> bool {
+        false
     }
 }
 

@@ -48,6 +48,31 @@ pub trait Op: Send + Sync {
         self.vjp(x, y, &dy, want)
     }
 
+    /// Whether the VJP reads the op's output `y` (softmax, sigmoid, ...). When it does not, the
+    /// output may be given away to a re-viewing op after it (see [`Op::re_views`]).
+    fn needs_output(&self) -> bool {
+        true
+    }
+
+    /// Whether the output is input 0 re-viewed (reshapes, transposes, Identity): then
+    /// [`Op::forward_owned`] and [`Op::vjp_view`] run it without copying.
+    fn re_views(&self) -> bool {
+        false
+    }
+
+    /// For an op that [`Op::re_views`]: the output made from input 0 given away (`x[0]` is
+    /// `None`; the other inputs as in [`Op::forward`]), copied only when its layout needs it.
+    fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        let _ = (x0, x);
+        Err("this op does not re-view its input".into())
+    }
+
+    /// For an op that [`Op::re_views`]: dL/d(input 0) from `dy` and input 0's shape alone.
+    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        let _ = (x0_shape, dy);
+        Err("this op does not re-view its input".into())
+    }
+
     /// Whether input `i` can carry a gradient (an initializer read only through such inputs may be
     /// trained). Shapes, indices and running statistics cannot.
     fn differentiable(&self, i: usize) -> bool {

@@ -29,11 +29,23 @@ fn reshaped<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
 /// The gradient of a shape-only op: `dy` back in the input's shape (no copy when `dy` is
 /// row-major).
 fn back(x: &[Option<&Value>], dy: ArrayD<f32>) -> OpResult<Grads> {
-    let shape = input(x, 0)?.shape();
+    Ok(vec![Some(back_to(input(x, 0)?.shape(), dy)?)])
+}
+
+/// `dy` in `shape` (no copy when `dy` is row-major).
+fn back_to(shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
     if dy.len() != shape.iter().product::<usize>() {
         return Err(format!("cannot reshape {:?} to {shape:?}", dy.shape()));
     }
-    Ok(vec![Some(super::reshape(dy, shape))])
+    Ok(super::reshape(dy, shape))
+}
+
+/// `a` given away, in `shape`: no copy when it is row-major.
+fn reshaped_owned(a: ArrayD<f32>, shape: &[usize]) -> OpResult<ArrayD<f32>> {
+    if a.len() != shape.iter().product::<usize>() {
+        return Err(format!("cannot reshape {:?} to {shape:?}", a.shape()));
+    }
+    Ok(super::reshape(a, shape))
 }
 
 /// `Reshape` to the shape in input 1 (`0` copies the input's dimension unless `allowzero`, `-1`
@@ -45,11 +57,11 @@ pub struct Reshape {
     pub allowzero: bool,
 }
 
-impl Op for Reshape {
-    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let v = input(x, 0)?;
+impl Reshape {
+    /// The output shape for an input of `in_shape` and the shape input `x[1]`.
+    fn out_shape(&self, in_shape: &[usize], x: &[Option<&Value>]) -> OpResult<Vec<usize>> {
         let spec = i64_list(input(x, 1)?, "shape")?;
-        let total: usize = v.shape().iter().product();
+        let total: usize = in_shape.iter().product();
         let mut shape = Vec::with_capacity(spec.len());
         let mut infer = None;
         for (i, &d) in spec.iter().enumerate() {
@@ -59,7 +71,7 @@ impl Op for Reshape {
                     shape.push(1);
                 }
                 0 if !self.allowzero => {
-                    shape.push(*v.shape().get(i).ok_or_else(|| format!("shape {spec:?}: no dimension {i} to copy"))?)
+                    shape.push(*in_shape.get(i).ok_or_else(|| format!("shape {spec:?}: no dimension {i} to copy"))?)
                 }
                 d if d >= 0 => shape.push(d as usize),
                 _ => return Err(format!("invalid shape {spec:?}")),
@@ -68,10 +80,18 @@ impl Op for Reshape {
         if let Some(i) = infer {
             let known: usize = shape.iter().product();
             if known == 0 || !total.is_multiple_of(known) {
-                return Err(format!("cannot reshape {:?} to {spec:?}", v.shape()));
+                return Err(format!("cannot reshape {in_shape:?} to {spec:?}"));
             }
             shape[i] = total / known;
         }
+        Ok(shape)
+    }
+}
+
+impl Op for Reshape {
+    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
+        let v = input(x, 0)?;
+        let shape = self.out_shape(v.shape(), x)?;
         Ok(each_type!(v, a => reshaped(a, &shape)?))
     }
 
@@ -86,6 +106,23 @@ impl Op for Reshape {
     fn differentiable(&self, i: usize) -> bool {
         i == 0
     }
+
+    fn needs_output(&self) -> bool {
+        false
+    }
+
+    fn re_views(&self) -> bool {
+        true
+    }
+
+    fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        let shape = self.out_shape(x0.shape(), x)?;
+        reshaped_owned(x0, &shape)
+    }
+
+    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        back_to(x0_shape, dy)
+    }
 }
 
 /// `Flatten` to `[prod(shape[..axis]), prod(shape[axis..])]`.
@@ -96,12 +133,18 @@ pub struct Flatten {
     pub axis: i64,
 }
 
+impl Flatten {
+    fn out_shape(&self, in_shape: &[usize]) -> OpResult<[usize; 2]> {
+        let r = in_shape.len();
+        let ax = if self.axis == r as i64 { r } else { axis(self.axis, r)? };
+        Ok([in_shape[..ax].iter().product(), in_shape[ax..].iter().product()])
+    }
+}
+
 impl Op for Flatten {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let v = input(x, 0)?;
-        let r = v.shape().len();
-        let ax = if self.axis == r as i64 { r } else { axis(self.axis, r)? };
-        let shape = [v.shape()[..ax].iter().product(), v.shape()[ax..].iter().product()];
+        let shape = self.out_shape(v.shape())?;
         Ok(each_type!(v, a => reshaped(a, &shape)?))
     }
 
@@ -111,6 +154,23 @@ impl Op for Flatten {
 
     fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         back(x, dy)
+    }
+
+    fn needs_output(&self) -> bool {
+        false
+    }
+
+    fn re_views(&self) -> bool {
+        true
+    }
+
+    fn forward_owned(&self, x0: ArrayD<f32>, _x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        let shape = self.out_shape(x0.shape())?;
+        reshaped_owned(x0, &shape)
+    }
+
+    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        back_to(x0_shape, dy)
     }
 }
 
@@ -160,6 +220,29 @@ impl Op for Transpose {
         }
         Ok(vec![Some(dy.permuted_axes(IxDyn(&inv)))])
     }
+
+    fn needs_output(&self) -> bool {
+        false
+    }
+
+    fn re_views(&self) -> bool {
+        true
+    }
+
+    /// The axes permuted in place: strides only.
+    fn forward_owned(&self, x0: ArrayD<f32>, _x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        let p = self.perm(x0.ndim())?;
+        Ok(x0.permuted_axes(IxDyn(&p)))
+    }
+
+    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        let dx = self.vjp_owned(&[], &Value::F32(ArrayD::zeros(IxDyn(&[0]))), dy, &[true])?;
+        let dx = dx.into_iter().next().flatten().expect("one gradient");
+        if dx.shape() != x0_shape {
+            return Err(format!("gradient {:?} does not fit the input {x0_shape:?}", dx.shape()));
+        }
+        Ok(dx)
+    }
 }
 
 /// `Squeeze` (remove size-1 axes, all of them when none are given) and `Unsqueeze` (insert
@@ -178,8 +261,7 @@ impl Axes {
         Axes { unsqueeze: op_type == "Unsqueeze", attr: if opset < 13 { a.ints("axes") } else { None } }
     }
 
-    fn out_shape(&self, x: &[Option<&Value>]) -> OpResult<Vec<usize>> {
-        let shape = input(x, 0)?.shape();
+    fn out_shape(&self, shape: &[usize], x: &[Option<&Value>]) -> OpResult<Vec<usize>> {
         let given = match (&self.attr, x.get(1).copied().flatten()) {
             (Some(a), _) => a.clone(),
             (None, Some(v)) => i64_list(v, "axes")?,
@@ -210,8 +292,26 @@ impl Axes {
 
 impl Op for Axes {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let shape = self.out_shape(x)?;
-        Ok(each_type!(input(x, 0)?, a => reshaped(a, &shape)?))
+        let v = input(x, 0)?;
+        let shape = self.out_shape(v.shape(), x)?;
+        Ok(each_type!(v, a => reshaped(a, &shape)?))
+    }
+
+    fn needs_output(&self) -> bool {
+        false
+    }
+
+    fn re_views(&self) -> bool {
+        true
+    }
+
+    fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        let shape = self.out_shape(x0.shape(), x)?;
+        reshaped_owned(x0, &shape)
+    }
+
+    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        back_to(x0_shape, dy)
     }
 
     fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {

@@ -97,6 +97,22 @@ impl Op for Unary {
     fn differentiable(&self, i: usize) -> bool {
         i == 0
     }
+
+    fn needs_output(&self) -> bool {
+        matches!(self.0, Kind::Sqrt | Kind::Sigmoid | Kind::Tanh)
+    }
+
+    fn re_views(&self) -> bool {
+        self.0 == Kind::Identity
+    }
+
+    fn forward_owned(&self, x0: ArrayD<f32>, _x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+        Ok(x0)
+    }
+
+    fn vjp_view(&self, _x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+        Ok(dy)
+    }
 }
 
 /// The error function in f32, to within 5e-7: the rational fit that Eigen and XLA use, `x P(x²) /
