@@ -29,15 +29,7 @@ fn reshaped<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> OpResult<ArrayD<T>> {
 /// The gradient of a shape-only op: `dy` back in the input's shape (no copy when `dy` is
 /// row-major).
 fn back(x: &[Option<&Value>], dy: ArrayD<f32>) -> OpResult<Grads> {
-    Ok(vec![Some(back_to(input(x, 0)?.shape(), dy)?)])
-}
-
-/// `dy` in `shape` (no copy when `dy` is row-major).
-fn back_to(shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
-    if dy.len() != shape.iter().product::<usize>() {
-        return Err(format!("cannot reshape {:?} to {shape:?}", dy.shape()));
-    }
-    Ok(super::reshape(dy, shape))
+    Ok(vec![Some(reshaped_owned(dy, input(x, 0)?.shape())?)])
 }
 
 /// `a` given away, in `shape`: no copy when it is row-major.
@@ -46,6 +38,47 @@ fn reshaped_owned(a: ArrayD<f32>, shape: &[usize]) -> OpResult<ArrayD<f32>> {
         return Err(format!("cannot reshape {:?} to {shape:?}", a.shape()));
     }
     Ok(super::reshape(a, shape))
+}
+
+/// The `Op` methods of a shape-only op whose `out_shape(in_shape, x)` gives its output shape:
+/// the forward pass, the gradient (`dy` back in the input's shape), and the re-view without a copy.
+macro_rules! shape_only_op {
+    () => {
+        fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
+            let v = input(x, 0)?;
+            let shape = self.out_shape(v.shape(), x)?;
+            Ok(each_type!(v, a => reshaped(a, &shape)?))
+        }
+
+        fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+            back(x, dy.clone())
+        }
+
+        fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
+            back(x, dy)
+        }
+
+        fn differentiable(&self, i: usize) -> bool {
+            i == 0
+        }
+
+        fn needs_output(&self) -> bool {
+            false
+        }
+
+        fn re_views(&self) -> bool {
+            true
+        }
+
+        fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
+            let shape = self.out_shape(x0.shape(), x)?;
+            reshaped_owned(x0, &shape)
+        }
+
+        fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
+            reshaped_owned(dy, x0_shape)
+        }
+    };
 }
 
 /// `Reshape` to the shape in input 1 (`0` copies the input's dimension unless `allowzero`, `-1`
@@ -89,40 +122,7 @@ impl Reshape {
 }
 
 impl Op for Reshape {
-    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let v = input(x, 0)?;
-        let shape = self.out_shape(v.shape(), x)?;
-        Ok(each_type!(v, a => reshaped(a, &shape)?))
-    }
-
-    fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy.clone())
-    }
-
-    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
-    }
-
-    fn differentiable(&self, i: usize) -> bool {
-        i == 0
-    }
-
-    fn needs_output(&self) -> bool {
-        false
-    }
-
-    fn re_views(&self) -> bool {
-        true
-    }
-
-    fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
-        let shape = self.out_shape(x0.shape(), x)?;
-        reshaped_owned(x0, &shape)
-    }
-
-    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
-        back_to(x0_shape, dy)
-    }
+    shape_only_op!();
 }
 
 /// `Flatten` to `[prod(shape[..axis]), prod(shape[axis..])]`.
@@ -134,44 +134,15 @@ pub struct Flatten {
 }
 
 impl Flatten {
-    fn out_shape(&self, in_shape: &[usize]) -> OpResult<[usize; 2]> {
+    fn out_shape(&self, in_shape: &[usize], _x: &[Option<&Value>]) -> OpResult<Vec<usize>> {
         let r = in_shape.len();
         let ax = if self.axis == r as i64 { r } else { axis(self.axis, r)? };
-        Ok([in_shape[..ax].iter().product(), in_shape[ax..].iter().product()])
+        Ok(vec![in_shape[..ax].iter().product(), in_shape[ax..].iter().product()])
     }
 }
 
 impl Op for Flatten {
-    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let v = input(x, 0)?;
-        let shape = self.out_shape(v.shape())?;
-        Ok(each_type!(v, a => reshaped(a, &shape)?))
-    }
-
-    fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy.clone())
-    }
-
-    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
-    }
-
-    fn needs_output(&self) -> bool {
-        false
-    }
-
-    fn re_views(&self) -> bool {
-        true
-    }
-
-    fn forward_owned(&self, x0: ArrayD<f32>, _x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
-        let shape = self.out_shape(x0.shape())?;
-        reshaped_owned(x0, &shape)
-    }
-
-    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
-        back_to(x0_shape, dy)
-    }
+    shape_only_op!();
 }
 
 /// `Transpose` by `perm` (default: reverse the axes).
@@ -291,40 +262,7 @@ impl Axes {
 }
 
 impl Op for Axes {
-    fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
-        let v = input(x, 0)?;
-        let shape = self.out_shape(v.shape(), x)?;
-        Ok(each_type!(v, a => reshaped(a, &shape)?))
-    }
-
-    fn needs_output(&self) -> bool {
-        false
-    }
-
-    fn re_views(&self) -> bool {
-        true
-    }
-
-    fn forward_owned(&self, x0: ArrayD<f32>, x: &[Option<&Value>]) -> OpResult<ArrayD<f32>> {
-        let shape = self.out_shape(x0.shape(), x)?;
-        reshaped_owned(x0, &shape)
-    }
-
-    fn vjp_view(&self, x0_shape: &[usize], dy: ArrayD<f32>) -> OpResult<ArrayD<f32>> {
-        back_to(x0_shape, dy)
-    }
-
-    fn vjp(&self, x: &[Option<&Value>], _y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy.clone())
-    }
-
-    fn vjp_owned(&self, x: &[Option<&Value>], _y: &Value, dy: ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
-        back(x, dy)
-    }
-
-    fn differentiable(&self, i: usize) -> bool {
-        i == 0
-    }
+    shape_only_op!();
 }
 
 /// `Expand`: broadcasts `x` to `broadcast(x.shape, shape)`.
