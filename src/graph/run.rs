@@ -64,7 +64,7 @@ impl Tail {
         let out = match out {
             // Inside the tail a tensor may keep permuted strides (a lazy Transpose); outside, rows
             // are row-major.
-            Some(Value::F32(a)) => a.as_standard_layout().into_owned(),
+            Some(Value::F32(a)) => crate::graph::ops::par::standard(a.view()),
             Some(other) => {
                 let msg = format!("is {}, expected f32", other.dtype());
                 return Err(Error::Tensor { name: self.names[self.end].clone(), msg });
@@ -134,11 +134,7 @@ impl Tail {
 
 /// `a` in row-major layout (gradients of transposes and slices may be strided).
 fn standard(a: ArrayD<f32>) -> ArrayD<f32> {
-    if a.is_standard_layout() {
-        a
-    } else {
-        a.as_standard_layout().into_owned()
-    }
+    crate::graph::ops::par::into_standard(a)
 }
 
 fn xs_shape(xs: &[Option<&Value>], inputs: &[Option<usize>], slot: usize) -> Option<Vec<usize>> {

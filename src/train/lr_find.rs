@@ -10,12 +10,11 @@
 
 use std::path::Path;
 
-use ndarray::Axis;
 use plotters::prelude::*;
 use serde::Serialize;
 
 use super::plot::{register_font, FONT};
-use super::{batches, sequence_lengths, train_step, trim_padding, Job, Session};
+use super::{batch_rows, batches, sequence_lengths, train_step, Job, Session};
 use crate::nn::Sequential;
 use crate::rng::Rng;
 use crate::{io, Error, Result};
@@ -118,7 +117,7 @@ pub fn lr_find(
     for (i, idx) in batches.iter().enumerate() {
         let lr = (opts.start_lr as f64 * ratio.powf(i as f64 / (n - 1) as f64)) as f32;
         optimizer.set_lr(lr);
-        let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
+        let x = batch_rows(&train.x, idx, lengths.as_deref());
         let y: Vec<usize> = idx.iter().map(|&r| train.y[r]).collect();
         let step = train_step(model, &mut optimizer, (x, &y), class_weights, session.sequence_mask.as_ref(), &mut rng);
         let beta = opts.beta as f64;

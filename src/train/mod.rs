@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ndarray::{ArrayD, Axis, Ix2};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use self::callbacks::{EarlyStopping, EpochObserver, Plateau, Verdict};
@@ -265,7 +266,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
         let batches = batches(&order, cfg.batch_size, lengths.as_deref(), &mut rng);
         let (mut loss_sum, mut hits) = (0.0f64, 0usize);
         for (b, idx) in batches.iter().enumerate() {
-            let x = trim_padding(train.x.select(Axis(0), idx), bucket_by_length);
+            let x = batch_rows(&train.x, idx, lengths.as_deref());
             let y: Vec<usize> = idx.iter().map(|&i| train.y[i]).collect();
             let step = train_step(model, &mut optimizer, (x, &y), weights, session.sequence_mask.as_ref(), &mut rng);
             classes = step.classes;
@@ -469,16 +470,26 @@ pub(crate) fn batches(order: &[usize], size: usize, lengths: Option<&[usize]>, r
     out
 }
 
-/// Cuts the all-padding columns at the end of a `[B, S]` id batch (at least one column stays).
-pub(crate) fn trim_padding(x: ArrayD<f32>, trim: bool) -> ArrayD<f32> {
-    if !trim {
-        return x;
-    }
-    let longest = sequence_lengths(&x).into_iter().max().unwrap_or(0).max(1);
-    if longest == x.shape()[1] {
-        return x;
-    }
-    x.slice_axis(Axis(1), (..longest).into()).to_owned()
+/// The rows `idx` of `x`, cut after the longest of their `lengths` (at least one step) when
+/// lengths are given: the batch holds no all-padding columns at its end. Rows are copied in
+/// parallel.
+///
+/// # Shapes
+/// `x` `[N, S, ...]` (ids `[N, S]` or states `[N, S, H]`); returns `[B, S', ...]`, `S' <= S`.
+pub(crate) fn batch_rows(x: &ArrayD<f32>, idx: &[usize], lengths: Option<&[usize]>) -> ArrayD<f32> {
+    let Some(lengths) = lengths else { return x.select(Axis(0), idx) };
+    let longest = idx.iter().map(|&i| lengths[i]).max().unwrap_or(0).clamp(1, x.shape()[1]);
+    let mut shape = x.shape().to_vec();
+    let step: usize = shape[2..].iter().product();
+    let Some(src) = x.as_slice() else {
+        return x.select(Axis(0), idx).slice_axis(Axis(1), (..longest).into()).to_owned();
+    };
+    let (row, take) = (shape[1] * step, longest * step);
+    let mut out = vec![0.0f32; idx.len() * take];
+    out.par_chunks_mut(take.max(1)).zip(idx).for_each(|(dst, &i)| dst.copy_from_slice(&src[i * row..i * row + take]));
+    shape[0] = idx.len();
+    shape[1] = longest;
+    ArrayD::from_shape_vec(shape, out).expect("one block per row")
 }
 
 /// `run` over batches of at most `batch` rows of `x`, rows of similar length together when `trim`
@@ -494,13 +505,13 @@ fn by_length(
 ) -> ndarray::Array2<f32> {
     let n = x.shape()[0];
     let mut order: Vec<usize> = (0..n).collect();
-    if trim {
-        let lengths = sequence_lengths(x);
+    let lengths = trim.then(|| sequence_lengths(x));
+    if let Some(lengths) = &lengths {
         order.sort_by_key(|&i| lengths[i]);
     }
     let mut out: Option<ndarray::Array2<f32>> = None;
     for idx in order.chunks(batch.max(1)) {
-        let y = run(trim_padding(x.select(Axis(0), idx), trim));
+        let y = run(batch_rows(x, idx, lengths.as_deref()));
         let out = out.get_or_insert_with(|| ndarray::Array2::zeros((n, y.ncols())));
         for (k, &i) in idx.iter().enumerate() {
             out.row_mut(i).assign(&y.row(k));

@@ -200,8 +200,12 @@ fn a_sequence_mask_gives_each_batch_its_lengths_and_additive_mask() {
     x[[0, 2, 0]] = 3.0;
     x[[1, 0, 1]] = 4.0;
     assert_eq!(sequence_lengths(&x), vec![3, 1]);
-    let trimmed = trim_padding(x.clone(), true);
+    let trimmed = batch_rows(&x, &[0, 1], Some(&sequence_lengths(&x)));
     assert_eq!(trimmed.shape(), &[2, 3, 2], "states are cut to the longest row");
+    assert_eq!(trimmed, x.slice(ndarray::s![.., ..3, ..]).into_dyn());
+    let second = batch_rows(&x, &[1], Some(&[3, 1]));
+    assert_eq!(second, x.slice(ndarray::s![1..2, ..1, ..]).into_dyn(), "one row, cut to its own length");
+    assert_eq!(batch_rows(&x, &[1, 0], None), x.select(Axis(0), &[1, 0]), "no lengths: whole rows");
     let m = SequenceMask { name: "mask".into(), pad: -1e4 };
     let mut rng = Rng::new(0);
     let mut ctx = Ctx::new(false, &mut rng);

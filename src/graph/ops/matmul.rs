@@ -51,7 +51,7 @@ pub fn batched(a: &ArrayViewD<f32>, b: &ArrayViewD<f32>) -> OpResult<ArrayD<f32>
     if rb == 2 {
         // One GEMM: the batch of `a` folds into its rows.
         let count: usize = batch.iter().product();
-        let a_std = a.as_standard_layout();
+        let a_std = par::standard_cow(a.view());
         let a2 = a_std.view().into_shape_with_order((count * m, k)).unwrap();
         let b2 = b.view().into_dimensionality::<Ix2>().unwrap();
         return Ok(reshape(gemm::dot(&a2, &b2), &out_shape));
@@ -102,7 +102,7 @@ impl Op for MatMul {
         let mut full = batch.clone();
         full.extend([m, n]);
         debug_assert_eq!(full.len(), ra);
-        let g_std = dy.as_standard_layout();
+        let g_std = par::standard_cow(dy.view());
         let g = g_std.view().into_shape_with_order(IxDyn(&full)).map_err(|e| e.to_string())?;
         let da = if want[0] {
             let d = batched(&g, &t(&b2))?;
@@ -115,7 +115,7 @@ impl Op for MatMul {
                 // Sum over every batch row at once: [rows, K]^T x [rows, N].
                 let rows: usize = batch.iter().product::<usize>() * m;
                 let ab = a2.broadcast(IxDyn(&[&batch[..], &a2.shape()[a2.ndim() - 2..]].concat())).unwrap();
-                let a_std = ab.as_standard_layout();
+                let a_std = par::standard_cow(ab.view());
                 let a_rows = a_std.view().into_shape_with_order((rows, a2.shape()[a2.ndim() - 1])).unwrap();
                 let g_rows = g.view().into_shape_with_order((rows, n)).unwrap();
                 gemm::dot(&a_rows.t(), &g_rows).into_dyn()
@@ -161,7 +161,7 @@ impl Op for MatMulBias {
         let mut grads = MatMul.vjp(&x[..2], y, dy, &want[..2])?;
         let bias = as_f32(input(x, 2)?, "bias")?;
         grads.push(want[2].then(|| {
-            let g = dy.as_standard_layout();
+            let g = par::standard_cow(dy.view());
             let sums = par::column_sums(g.as_slice().expect("standard layout"), None, bias.len());
             ArrayD::from_shape_vec(bias.raw_dim(), sums).expect("one sum per bias value")
         }));

@@ -9,7 +9,7 @@ mod gather;
 mod gemm;
 mod matmul;
 mod norm;
-mod par;
+pub(in crate::graph) mod par;
 mod pool;
 mod reduce;
 #[cfg(target_arch = "x86_64")]
@@ -236,9 +236,10 @@ pub(crate) mod check;
 
 /// `a` with a new shape of the same element count, whatever `a`'s memory layout (products and
 /// transposes may return column-major or strided arrays).
-pub fn reshape<A: Clone, D: ndarray::Dimension>(a: ndarray::Array<A, D>, shape: &[usize]) -> ArrayD<A> {
-    let a = if a.is_standard_layout() { a } else { a.as_standard_layout().into_owned() };
-    a.into_shape_with_order(ndarray::IxDyn(shape)).expect("reshape keeps the element count")
+pub fn reshape<D: ndarray::Dimension>(a: ndarray::Array<f32, D>, shape: &[usize]) -> ArrayD<f32> {
+    par::into_standard(a.into_dyn())
+        .into_shape_with_order(ndarray::IxDyn(shape))
+        .expect("reshape keeps the element count")
 }
 
 /// `MatMul` then the addition of a bias row, as one op (inputs: A, B, bias).

@@ -29,7 +29,7 @@ impl LayerNorm {
 fn normalise(x: &ArrayD<f32>, ax: usize, eps: f32, f: impl Fn(&mut [f32]) + Sync) -> (Array2<f32>, Array1<f32>) {
     let inner: usize = x.shape()[ax..].iter().product();
     let outer = x.len() / inner.max(1);
-    let mut xhat = x.as_standard_layout().into_owned().into_shape_with_order((outer, inner)).unwrap();
+    let mut xhat = par::standard(x.view()).into_shape_with_order((outer, inner)).unwrap();
     let n = inner as f32;
     let mut inv = vec![0.0f32; outer];
     let one = |(row, r): (&mut [f32], &mut f32)| {
@@ -86,7 +86,7 @@ impl Op for LayerNorm {
         let scale_v = as_f32(input(x, 1)?, "Scale")?;
         let scale = per_feature(scale_v, inner_shape, "Scale")?;
         let (xhat, inv) = normalise(a, ax, self.epsilon, |_| {});
-        let dy = if dy.is_standard_layout() { dy } else { dy.as_standard_layout().into_owned() };
+        let dy = par::into_standard(dy);
         let mut g = dy.into_shape_with_order(xhat.raw_dim()).unwrap();
         let reduce = |g_rows: &[f32], times: Option<&[f32]>, like: &ArrayD<f32>| {
             let sums = par::column_sums(g_rows, times, xhat.ncols());

@@ -2,7 +2,7 @@
 
 use std::mem::MaybeUninit;
 
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMut, Axis, CowArray, IxDyn, Zip};
 use rayon::prelude::*;
 
 use super::simd;
@@ -97,6 +97,97 @@ pub fn rows_mut(data: &mut [f32], width: usize, f: impl Fn(&mut [f32], usize) + 
     }
 }
 
+/// `a` in row-major layout: given back as it is when it already is, else [`standard`].
+///
+/// # Shapes
+/// Any shape; returns `a`'s shape.
+pub fn into_standard(a: ArrayD<f32>) -> ArrayD<f32> {
+    if a.is_standard_layout() {
+        a
+    } else {
+        standard(a.view())
+    }
+}
+
+/// `a` in row-major layout: a view of it when it already is, else [`standard`].
+///
+/// # Shapes
+/// Any shape; returns `a`'s shape.
+pub fn standard_cow<'a>(a: ArrayViewD<'a, f32>) -> CowArray<'a, f32, IxDyn> {
+    if a.is_standard_layout() {
+        CowArray::from(a)
+    } else {
+        CowArray::from(standard(a))
+    }
+}
+
+/// A row-major copy of `a` (any strides), written by every rayon thread when it is large. When
+/// `a`'s innermost axes are contiguous (a transposed or permuted array whose last axis stayed in
+/// place), those runs are copied whole.
+///
+/// # Shapes
+/// Any shape; returns `a`'s shape.
+pub fn standard(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
+    let len = a.len();
+    let positive = a.strides().iter().all(|&s| s >= 0);
+    let (true, Some(src)) = (len >= PARALLEL_FROM && positive, a.as_slice_memory_order()) else {
+        return standard_by_outer_axis(a);
+    };
+    let (shape, strides) = (a.shape(), a.strides());
+    let (mut run, mut outer) = (1usize, shape.len());
+    while outer > 0 && (shape[outer - 1] == 1 || strides[outer - 1] == run as isize) {
+        run *= shape[outer - 1];
+        outer -= 1;
+    }
+    if run < 16 {
+        return standard_by_outer_axis(a);
+    }
+    let (dims, steps) = (&shape[..outer], &strides[..outer]);
+    let rows = (CHUNK / run).max(1);
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(rows * run).enumerate().for_each(|(j, block)| {
+        let mut index = vec![0usize; dims.len()];
+        let mut first = j * rows;
+        for (i, &d) in index.iter_mut().zip(dims).rev() {
+            *i = first % d;
+            first /= d;
+        }
+        for dst in block.chunks_mut(run) {
+            let at: isize = index.iter().zip(steps).map(|(&i, &s)| i as isize * s).sum();
+            let at = at as usize;
+            dst.iter_mut().zip(&src[at..at + run]).for_each(|(d, &s)| *d = MaybeUninit::new(s));
+            for (i, &d) in index.iter_mut().zip(dims).rev() {
+                *i += 1;
+                if *i < d {
+                    break;
+                }
+                *i = 0;
+            }
+        }
+    });
+    // SAFETY: the blocks cover all `len` elements, each written above.
+    unsafe { out.set_len(len) };
+    ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
+}
+
+/// [`standard`] for any strides: the sub-arrays along the first axis in parallel.
+fn standard_by_outer_axis(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
+    let len = a.len();
+    if len < PARALLEL_FROM || a.ndim() == 0 || a.shape()[0] < 2 {
+        return a.as_standard_layout().into_owned();
+    }
+    let inner = IxDyn(&a.shape()[1..]);
+    let per = len / a.shape()[0];
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len].par_chunks_mut(per.max(1)).enumerate().for_each(|(i, dst)| {
+        let dst = ArrayViewMut::from_shape(inner.clone(), dst).expect("chunk of the sub-array's size");
+        a.index_axis(Axis(0), i).assign_to(dst);
+    });
+    // SAFETY: one chunk per index of the first axis, each assigned above.
+    unsafe { out.set_len(len) };
+    ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
+}
+
 /// The sum of the rows of `a`, or of `a * b` elementwise when `b` is given: partial sums of row
 /// blocks on every rayon thread, then added.
 ///
@@ -161,5 +252,30 @@ mod tests {
             rows_mut(b.as_slice_mut().unwrap(), 7, |r, i| r.iter_mut().for_each(|v| *v += i as f32));
             assert_eq!(b[[rows - 1, 2]], a[[rows - 1, 2]] + (rows - 1) as f32);
         }
+    }
+
+    #[test]
+    fn standard_copies_equal_ndarrays_for_every_layout() {
+        let a = param(&[6, 40, 12, 32], 4);
+        let views = [
+            a.view(),
+            a.view().permuted_axes(IxDyn(&[0, 2, 1, 3])),
+            a.view().permuted_axes(IxDyn(&[3, 1, 0, 2])),
+            a.view().reversed_axes(),
+            a.slice(ndarray::s![.., 1..39;2, .., ..]).into_dyn(),
+            a.slice(ndarray::s![..;-1, .., .., ..]).into_dyn(),
+        ];
+        for v in views {
+            let got = standard(v.clone());
+            assert!(got.is_standard_layout());
+            assert_eq!(got, v.as_standard_layout().into_owned(), "strides {:?}", v.strides());
+        }
+        let small = param(&[3, 4], 5);
+        assert_eq!(standard(small.t().into_dyn()), small.t().as_standard_layout().into_owned().into_dyn());
+        let b = a.clone();
+        let ptr = b.as_ptr();
+        let moved = into_standard(b);
+        assert_eq!(moved.as_ptr(), ptr, "a row-major array is given back, not copied");
+        assert_eq!(moved, a);
     }
 }

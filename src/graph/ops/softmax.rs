@@ -37,7 +37,7 @@ impl Op for Softmax {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let a = as_f32(input(x, 0)?, "input")?;
         let dims = self.split(a.shape())?;
-        let mut y = a.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
+        let mut y = par::standard(a.view()).into_shape_with_order(IxDyn(&dims)).unwrap();
         if dims[2] == 1 {
             // The usual case (the last axis): contiguous rows, in parallel.
             par::rows_mut(y.as_slice_mut().expect("standard layout"), dims[1], |row, _| {
@@ -60,7 +60,7 @@ impl Op for Softmax {
     fn vjp(&self, _x: &[Option<&Value>], y: &Value, dy: &ArrayD<f32>, _want: &[bool]) -> OpResult<Grads> {
         let y = as_f32(y, "output")?;
         let dims = self.split(y.shape())?;
-        let mut g3 = dy.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&dims)).unwrap();
+        let mut g3 = par::standard(dy.view()).into_shape_with_order(IxDyn(&dims)).unwrap();
         if let (1, Some(p)) = (dims[2], y.as_slice()) {
             // dx = y * (dy - sum(dy * y)) along each contiguous row, in parallel.
             let n = dims[1];
