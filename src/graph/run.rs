@@ -117,7 +117,7 @@ impl Tail {
                     ));
                 }
                 match &mut grads[*s] {
-                    Some(acc) => *acc += &g,
+                    Some(acc) => crate::graph::ops::par::zip_in_place(acc, &g, |a, b| a + b),
                     slot => *slot = Some(g),
                 }
             }

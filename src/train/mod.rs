@@ -284,7 +284,9 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             seconds: 0.0,
         };
         if let Some(val) = val {
-            let batch = cfg.batch_size.max(256);
+            // The training batch size: a fine-tuned tail's activations for 256 rows outgrow the
+            // heap (over 32 MB each) and would be mapped and faulted in afresh every batch.
+            let batch = cfg.batch_size;
             let p = match &session.sequence_mask {
                 Some(m) => predict_masked(model, &val.x, batch, m),
                 None => predict_with(model, &val.x, batch, bucket_by_length),

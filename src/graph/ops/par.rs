@@ -133,6 +133,16 @@ pub fn standard(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
     let (true, Some(src)) = (len >= PARALLEL_FROM && positive, a.as_slice_memory_order()) else {
         return standard_by_outer_axis(a);
     };
+    let mut out = Vec::with_capacity(len);
+    if a.is_standard_layout() {
+        let spare = &mut out.spare_capacity_mut()[..len];
+        spare.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
+            d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(s));
+        });
+        // SAFETY: the chunks cover all `len` elements, each written above.
+        unsafe { out.set_len(len) };
+        return ArrayD::from_shape_vec(a.raw_dim(), out).unwrap();
+    }
     let (shape, strides) = (a.shape(), a.strides());
     let (mut run, mut outer) = (1usize, shape.len());
     while outer > 0 && (shape[outer - 1] == 1 || strides[outer - 1] == run as isize) {
@@ -144,7 +154,6 @@ pub fn standard(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
     }
     let (dims, steps) = (&shape[..outer], &strides[..outer]);
     let rows = (CHUNK / run).max(1);
-    let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len].par_chunks_mut(rows * run).enumerate().for_each(|(j, block)| {
         let mut index = vec![0usize; dims.len()];
         let mut first = j * rows;

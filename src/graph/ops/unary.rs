@@ -48,7 +48,10 @@ impl Op for Unary {
     fn forward(&self, x: &[Option<&Value>]) -> OpResult<Value> {
         let v = input(x, 0)?;
         if self.0 == Kind::Identity {
-            return Ok(v.clone());
+            return Ok(match v {
+                Value::F32(a) => Value::F32(par::standard(a.view())),
+                other => other.clone(),
+            });
         }
         let a = as_f32(v, "input")?;
         Ok(Value::F32(match self.0 {
