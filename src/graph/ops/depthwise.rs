@@ -1,11 +1,17 @@
-//! Depthwise convolution (one filter per channel) as direct loops: for each kernel tap, the range
-//! of outputs whose input lies inside the image is computed once, so the inner loop is a plain
-//! multiply-add over a row (contiguous at stride 1, which the compiler vectorises) with no bounds
-//! tests. Parallel over the batch.
+//! Depthwise convolution (one filter per channel) as direct loops, parallel over the batch.
+//!
+//! At stride 1 each channel's plane is copied into a zero-padded plane of width `Wp`; an output
+//! row of width `Wp` (its last `Wp - Wo` values unused) then reads, for each kernel tap, one
+//! contiguous run of the padded plane shifted by the tap's offset, so the whole plane is one
+//! vectorised multiply-add per tap, however small the plane (EfficientNet's last blocks are 7x7).
+//! At other strides, for each tap the range of outputs whose input lies inside the image is
+//! computed once and each row is a multiply-add with no bounds tests.
 
 use std::ops::Range;
 
 use rayon::prelude::*;
+
+use super::simd;
 
 /// The geometry of one depthwise call.
 pub(super) struct Plan {
@@ -54,6 +60,175 @@ impl Plan {
     }
 }
 
+/// The zero-padded planes of a stride-1 [`Plan`]: the input sits at `(pads[0], pads[1])` of an
+/// `hp x wp` plane followed by `tail` zeros, so that output `(oy, ox)` of tap `t` reads padded
+/// index `oy * wp + ox + offsets[t]` for every `ox < wp`.
+struct Wide {
+    hp: usize,
+    wp: usize,
+    tail: usize,
+    offsets: Vec<usize>,
+}
+
+impl Wide {
+    /// The padded geometry, or `None` when the plan's stride is not 1.
+    fn of(p: &Plan) -> Option<Wide> {
+        if p.strides != [1, 1] {
+            return None;
+        }
+        let span = |a: usize| (p.k[a] - 1) * p.dilations[a];
+        let (hp, wp) = (p.out[0] + span(0), p.out[1] + span(1));
+        let offsets = (0..p.k[0])
+            .flat_map(|ky| (0..p.k[1]).map(move |kx| ky * p.dilations[0] * wp + kx * p.dilations[1]))
+            .collect();
+        Some(Wide { hp, wp, tail: span(1), offsets })
+    }
+
+    /// Length of a padded plane.
+    fn padded(&self) -> usize {
+        self.hp * self.wp + self.tail
+    }
+
+    /// Length of a wide output plane (`Ho` rows of `wp`).
+    fn wide(&self, p: &Plan) -> usize {
+        p.out[0] * self.wp
+    }
+
+    /// `x` (`[H, W]`) into the padded plane `xp` (its padding already zero).
+    #[inline(always)]
+    fn pad(&self, p: &Plan, x: &[f32], xp: &mut [f32]) {
+        let [h, w] = p.hw;
+        let [top, left] = p.pads;
+        let cols = w.min(self.wp.saturating_sub(left));
+        for iy in 0..h.min(self.hp.saturating_sub(top)) {
+            let at = (top + iy) * self.wp + left;
+            xp[at..at + cols].copy_from_slice(&x[iy * w..iy * w + cols]);
+        }
+    }
+
+    /// Forward of one channel: `y` (`[Ho, Wo]`) from the padded input `xp`, through the wide
+    /// scratch plane `acc`.
+    #[inline(always)]
+    fn forward(&self, p: &Plan, xp: &[f32], w: &[f32], acc: &mut [f32], y: &mut [f32]) {
+        acc.fill(0.0);
+        let n = acc.len();
+        for (&off, &wv) in self.offsets.iter().zip(w) {
+            acc.iter_mut().zip(&xp[off..off + n]).for_each(|(a, &v)| *a += wv * v);
+        }
+        let wo = p.out[1];
+        for (row, src) in y.chunks_mut(wo.max(1)).zip(acc.chunks(self.wp)) {
+            row.copy_from_slice(&src[..wo]);
+        }
+    }
+
+    /// Backward of one channel: `g` (`[Ho, Wo]`) widened into `gw` (zeros in the unused
+    /// columns), the filter gradient added into `dw`, and when wanted the padded input gradient
+    /// into `dxp` (zeroed here) and cropped into `dx` (`[H, W]`).
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        &self,
+        p: &Plan,
+        xp: &[f32],
+        w: &[f32],
+        g: &[f32],
+        gw: &mut [f32],
+        dxp: &mut [f32],
+        dx: Option<&mut [f32]>,
+        dw: &mut [f32],
+    ) {
+        let wo = p.out[1];
+        for (dst, src) in gw.chunks_mut(self.wp).zip(g.chunks(wo.max(1))) {
+            dst[..wo].copy_from_slice(src);
+        }
+        let n = gw.len();
+        for (d, &off) in dw.iter_mut().zip(&self.offsets) {
+            *d += simd::dot(gw, &xp[off..off + n]);
+        }
+        let Some(dx) = dx else { return };
+        dxp.fill(0.0);
+        for (&off, &wv) in self.offsets.iter().zip(w) {
+            dxp[off..off + n].iter_mut().zip(&*gw).for_each(|(d, &gv)| *d += wv * gv);
+        }
+        let [h, wi] = p.hw;
+        let [top, left] = p.pads;
+        let cols = wi.min(self.wp.saturating_sub(left));
+        for iy in 0..h.min(self.hp.saturating_sub(top)) {
+            let at = (top + iy) * self.wp + left;
+            dx[iy * wi..iy * wi + cols].copy_from_slice(&dxp[at..at + cols]);
+        }
+    }
+}
+
+/// [`forward`] at stride 1 through [`Wide`] planes.
+fn forward_wide(p: &Plan, wide: &Wide, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
+    let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
+    let n = x.len() / (c * ip).max(1);
+    let mut y = vec![0.0; n * c * op];
+    y.par_chunks_mut((c * op).max(1)).zip(x.par_chunks((c * ip).max(1))).for_each(|(yi, xi)| {
+        let (mut xp, mut acc) = (vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
+        simd::fast(|| {
+            for ch in 0..c {
+                wide.pad(p, &xi[ch * ip..(ch + 1) * ip], &mut xp);
+                let wc = &w[ch * kk..(ch + 1) * kk];
+                wide.forward(p, &xp, wc, &mut acc, &mut yi[ch * op..(ch + 1) * op]);
+            }
+        })
+    });
+    y
+}
+
+/// [`backward`] at stride 1 through [`Wide`] planes: `(dx when wanted, dw)`.
+fn backward_wide(
+    p: &Plan,
+    wide: &Wide,
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    c: usize,
+    want_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
+    let n = x.len() / (c * ip).max(1);
+    let mut dx = want_dx.then(|| vec![0.0; n * c * ip]);
+    let image = |i: usize, mut dxi: Option<&mut [f32]>| {
+        let mut dw = vec![0.0; c * kk];
+        let (mut xp, mut dxp, mut gw) =
+            (vec![0.0f32; wide.padded()], vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
+        simd::fast(|| {
+            for ch in 0..c {
+                let at = (i * c + ch) * ip;
+                wide.pad(p, &x[at..at + ip], &mut xp);
+                wide.backward(
+                    p,
+                    &xp,
+                    &w[ch * kk..(ch + 1) * kk],
+                    &g[(i * c + ch) * op..(i * c + ch + 1) * op],
+                    &mut gw,
+                    &mut dxp,
+                    dxi.as_deref_mut().map(|d| &mut d[ch * ip..(ch + 1) * ip]),
+                    &mut dw[ch * kk..(ch + 1) * kk],
+                );
+            }
+        });
+        dw
+    };
+    let parts: Vec<Vec<f32>> = match dx.as_mut() {
+        Some(dx) => dx.par_chunks_mut((c * ip).max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
+        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
+    };
+    (dx, sum_parts(parts, c * kk))
+}
+
+/// The per-image filter gradients added up.
+fn sum_parts(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
+    let mut dw = vec![0.0; len];
+    for part in parts {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    dw
+}
+
 /// One channel's output plane, added into `y` (zeros).
 fn plane_forward(p: &Plan, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (iw, ow, sx) = (p.hw[1], p.out[1], p.strides[1]);
@@ -89,6 +264,14 @@ fn plane_backward(p: &Plan, x: &[f32], w: &[f32], g: &[f32], mut dx: Option<&mut
 /// # Shapes
 /// `x`: `[N, C, H, W]` row-major, `w`: `[C, kh, kw]`; returns `[N, C, Ho, Wo]` row-major.
 pub(super) fn forward(p: &Plan, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
+    match Wide::of(p) {
+        Some(wide) => forward_wide(p, &wide, x, w, c),
+        None => forward_rows(p, x, w, c),
+    }
+}
+
+/// [`forward`] row by row (any stride).
+fn forward_rows(p: &Plan, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
     let mut y = vec![0.0; n * c * op];
@@ -113,6 +296,14 @@ pub(super) fn backward(
     c: usize,
     want_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
+    match Wide::of(p) {
+        Some(wide) => backward_wide(p, &wide, x, w, g, c, want_dx),
+        None => backward_rows(p, x, w, g, c, want_dx),
+    }
+}
+
+/// [`backward`] row by row (any stride).
+fn backward_rows(p: &Plan, x: &[f32], w: &[f32], g: &[f32], c: usize, want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
     let mut dx = want_dx.then(|| vec![0.0; n * c * ip]);
@@ -135,9 +326,43 @@ pub(super) fn backward(
         Some(dx) => dx.par_chunks_mut((c * ip).max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
         None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
     };
-    let mut dw = vec![0.0; c * kk];
-    for part in parts {
-        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    (dx, sum_parts(parts, c * kk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ops::check::param;
+
+    /// The padded-plane path gives the row path's values and gradients at stride 1, for small
+    /// and odd planes, dilations and asymmetric pads.
+    #[test]
+    fn wide_planes_match_the_row_path() {
+        let plans = [
+            ([7, 7], [3, 3], [1, 1], [1, 1], [1, 1]),
+            ([7, 7], [5, 5], [1, 1], [2, 2], [2, 2]),
+            ([6, 5], [3, 2], [2, 1], [1, 0], [2, 1]),
+            ([4, 9], [1, 3], [1, 3], [0, 3], [0, 2]),
+        ];
+        for (hw, k, dilations, pads, end) in plans {
+            let out = [0, 1].map(|a| hw[a] + pads[a] + end[a] - (k[a] - 1) * dilations[a]);
+            let p = Plan { hw, out, k, strides: [1, 1], dilations, pads };
+            let wide = Wide::of(&p).unwrap();
+            let (n, c) = (3, 4);
+            let x = param(&[n * c * hw[0] * hw[1]], 1).into_raw_vec_and_offset().0;
+            let w = param(&[c * k[0] * k[1]], 2).into_raw_vec_and_offset().0;
+            let g = param(&[n * c * out[0] * out[1]], 3).into_raw_vec_and_offset().0;
+            let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs()));
+            assert!(close(&forward_wide(&p, &wide, &x, &w, c), &forward_rows(&p, &x, &w, c)), "{hw:?} {k:?}");
+            for want in [true, false] {
+                let (dx, dw) = backward_wide(&p, &wide, &x, &w, &g, c, want);
+                let (dx_rows, dw_rows) = backward_rows(&p, &x, &w, &g, c, want);
+                assert!(close(&dw, &dw_rows), "dw {hw:?} {k:?}");
+                assert_eq!(dx.is_some(), want);
+                if let (Some(a), Some(b)) = (dx, dx_rows) {
+                    assert!(close(&a, &b), "dx {hw:?} {k:?}");
+                }
+            }
+        }
     }
-    (dx, dw)
 }
