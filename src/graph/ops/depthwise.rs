@@ -190,7 +190,6 @@ fn backward_wide(
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
-    let mut dx = want_dx.then(|| vec![0.0; n * c * ip]);
     let image = |i: usize, mut dxi: Option<&mut [f32]>| {
         let mut dw = vec![0.0; c * kk];
         let (mut xp, mut dxp, mut gw) =
@@ -213,20 +212,29 @@ fn backward_wide(
         });
         dw
     };
-    let parts: Vec<Vec<f32>> = match dx.as_mut() {
-        Some(dx) => dx.par_chunks_mut((c * ip).max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
-        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
-    };
-    (dx, sum_parts(parts, c * kk))
+    per_image(n, c * ip, c * kk, want_dx, image)
 }
 
-/// The per-image filter gradients added up.
-fn sum_parts(parts: Vec<Vec<f32>>, len: usize) -> Vec<f32> {
-    let mut dw = vec![0.0; len];
+/// `image(i, dx_i)` for each of `n` images in parallel, `dx_i` being image `i`'s `image_len`
+/// values of dx when wanted; each returns its own filter gradient (`dw_len` values), added up here.
+/// Returns `(dx, dw)`.
+fn per_image(
+    n: usize,
+    image_len: usize,
+    dw_len: usize,
+    want_dx: bool,
+    image: impl Fn(usize, Option<&mut [f32]>) -> Vec<f32> + Sync,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let mut dx = want_dx.then(|| vec![0.0; n * image_len]);
+    let parts: Vec<Vec<f32>> = match dx.as_mut() {
+        Some(dx) => dx.par_chunks_mut(image_len.max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
+        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
+    };
+    let mut dw = vec![0.0; dw_len];
     for part in parts {
         dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
-    dw
+    (dx, dw)
 }
 
 /// One channel's output plane, added into `y` (zeros).
@@ -306,7 +314,6 @@ pub(super) fn backward(
 fn backward_rows(p: &Plan, x: &[f32], w: &[f32], g: &[f32], c: usize, want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
-    let mut dx = want_dx.then(|| vec![0.0; n * c * ip]);
     let image = |i: usize, mut dxi: Option<&mut [f32]>| {
         let mut dw = vec![0.0; c * kk];
         for ch in 0..c {
@@ -322,11 +329,7 @@ fn backward_rows(p: &Plan, x: &[f32], w: &[f32], g: &[f32], c: usize, want_dx: b
         }
         dw
     };
-    let parts: Vec<Vec<f32>> = match dx.as_mut() {
-        Some(dx) => dx.par_chunks_mut((c * ip).max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
-        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
-    };
-    (dx, sum_parts(parts, c * kk))
+    per_image(n, c * ip, c * kk, want_dx, image)
 }
 
 #[cfg(test)]
