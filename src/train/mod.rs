@@ -258,6 +258,11 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
     progress.resumed(state.epoch as u64);
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut last_save = Instant::now();
+    // Validation in batches of at least 256 rows, but a fine-tuned backbone tail's activations for
+    // 256 rows outgrow the heap (over 32 MB each) and would be mapped and faulted in afresh every
+    // batch: a model with a tail validates in training-sized batches.
+    let has_tail = model.specs().iter().any(|s| matches!(s, crate::nn::LayerSpec::Tail { .. }));
+    let val_batch = if has_tail { cfg.batch_size } else { cfg.batch_size.max(256) };
     while state.epoch < cfg.epochs {
         let started = Instant::now();
         let epoch = state.epoch + 1;
@@ -284,9 +289,7 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             seconds: 0.0,
         };
         if let Some(val) = val {
-            // The training batch size: a fine-tuned tail's activations for 256 rows outgrow the
-            // heap (over 32 MB each) and would be mapped and faulted in afresh every batch.
-            let batch = cfg.batch_size;
+            let batch = val_batch;
             let p = match &session.sequence_mask {
                 Some(m) => predict_masked(model, &val.x, batch, m),
                 None => predict_with(model, &val.x, batch, bucket_by_length),
