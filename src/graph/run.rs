@@ -2,6 +2,7 @@
 
 use ndarray::ArrayD;
 
+use super::ops::par;
 use super::value::Value;
 use super::{Step, Tail};
 use crate::{Error, Result};
@@ -64,7 +65,7 @@ impl Tail {
         let out = match out {
             // Inside the tail a tensor may keep permuted strides (a lazy Transpose); outside, rows
             // are row-major.
-            Some(Value::F32(a)) => crate::graph::ops::par::standard(a.view()),
+            Some(Value::F32(a)) => par::standard(a.view()),
             Some(other) => {
                 let msg = format!("is {}, expected f32", other.dtype());
                 return Err(Error::Tensor { name: self.names[self.end].clone(), msg });
@@ -117,24 +118,20 @@ impl Tail {
                     ));
                 }
                 match &mut grads[*s] {
-                    Some(acc) => crate::graph::ops::par::zip_in_place(acc, &g, |a, b| a + b),
+                    Some(acc) => par::zip_in_place(acc, &g, |a, b| a + b),
                     slot => *slot = Some(g),
                 }
             }
         }
         for (k, &s) in self.params.iter().enumerate() {
             match grads[s].take() {
-                Some(g) => self.grads[k] = standard(g),
+                // Gradients of transposes and slices may be strided.
+                Some(g) => self.grads[k] = par::into_standard(g),
                 None => self.grads[k].fill(0.0),
             }
         }
-        Ok(if input_grad { grads[self.start].take().map(standard) } else { None })
+        Ok(if input_grad { grads[self.start].take().map(par::into_standard) } else { None })
     }
-}
-
-/// `a` in row-major layout (gradients of transposes and slices may be strided).
-fn standard(a: ArrayD<f32>) -> ArrayD<f32> {
-    crate::graph::ops::par::into_standard(a)
 }
 
 fn xs_shape(xs: &[Option<&Value>], inputs: &[Option<usize>], slot: usize) -> Option<Vec<usize>> {

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::Param;
+use crate::graph::ops::par::{CHUNK, PARALLEL_FROM};
 use crate::graph::ops::simd;
 use crate::{Error, Result};
 
@@ -255,10 +256,6 @@ impl Optimizer {
         self.v = take("v");
     }
 }
-
-/// Below this many values one thread updates a parameter.
-const PARALLEL_FROM: usize = 1 << 15;
-const CHUNK: usize = 1 << 14;
 
 /// The sum of the squares of `g`, over every rayon thread when it is large.
 fn squares(g: &ArrayD<f32>) -> f32 {

@@ -289,10 +289,9 @@ pub fn fit(model: &mut Sequential, job: &Job, mut rng: Rng, session: &mut Sessio
             seconds: 0.0,
         };
         if let Some(val) = val {
-            let batch = val_batch;
             let p = match &session.sequence_mask {
-                Some(m) => predict_masked(model, &val.x, batch, m),
-                None => predict_with(model, &val.x, batch, bucket_by_length),
+                Some(m) => predict_masked(model, &val.x, val_batch, m),
+                None => predict_with(model, &val.x, val_batch, bucket_by_length),
             };
             record.val_loss = Some(metrics::log_loss(p.view(), &val.y));
             record.val_accuracy = Some(metrics::accuracy(p.view(), &val.y));

@@ -160,83 +160,6 @@ impl Wide {
     }
 }
 
-/// [`forward`] at stride 1 through [`Wide`] planes.
-fn forward_wide(p: &Plan, wide: &Wide, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
-    let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
-    let n = x.len() / (c * ip).max(1);
-    let mut y = vec![0.0; n * c * op];
-    y.par_chunks_mut((c * op).max(1)).zip(x.par_chunks((c * ip).max(1))).for_each(|(yi, xi)| {
-        let (mut xp, mut acc) = (vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
-        simd::fast(|| {
-            for ch in 0..c {
-                wide.pad(p, &xi[ch * ip..(ch + 1) * ip], &mut xp);
-                let wc = &w[ch * kk..(ch + 1) * kk];
-                wide.forward(p, &xp, wc, &mut acc, &mut yi[ch * op..(ch + 1) * op]);
-            }
-        })
-    });
-    y
-}
-
-/// [`backward`] at stride 1 through [`Wide`] planes: `(dx when wanted, dw)`.
-fn backward_wide(
-    p: &Plan,
-    wide: &Wide,
-    x: &[f32],
-    w: &[f32],
-    g: &[f32],
-    c: usize,
-    want_dx: bool,
-) -> (Option<Vec<f32>>, Vec<f32>) {
-    let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
-    let n = x.len() / (c * ip).max(1);
-    let image = |i: usize, mut dxi: Option<&mut [f32]>| {
-        let mut dw = vec![0.0; c * kk];
-        let (mut xp, mut dxp, mut gw) =
-            (vec![0.0f32; wide.padded()], vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
-        simd::fast(|| {
-            for ch in 0..c {
-                let at = (i * c + ch) * ip;
-                wide.pad(p, &x[at..at + ip], &mut xp);
-                wide.backward(
-                    p,
-                    &xp,
-                    &w[ch * kk..(ch + 1) * kk],
-                    &g[(i * c + ch) * op..(i * c + ch + 1) * op],
-                    &mut gw,
-                    &mut dxp,
-                    dxi.as_deref_mut().map(|d| &mut d[ch * ip..(ch + 1) * ip]),
-                    &mut dw[ch * kk..(ch + 1) * kk],
-                );
-            }
-        });
-        dw
-    };
-    per_image(n, c * ip, c * kk, want_dx, image)
-}
-
-/// `image(i, dx_i)` for each of `n` images in parallel, `dx_i` being image `i`'s `image_len`
-/// values of dx when wanted; each returns its own filter gradient (`dw_len` values), added up here.
-/// Returns `(dx, dw)`.
-fn per_image(
-    n: usize,
-    image_len: usize,
-    dw_len: usize,
-    want_dx: bool,
-    image: impl Fn(usize, Option<&mut [f32]>) -> Vec<f32> + Sync,
-) -> (Option<Vec<f32>>, Vec<f32>) {
-    let mut dx = want_dx.then(|| vec![0.0; n * image_len]);
-    let parts: Vec<Vec<f32>> = match dx.as_mut() {
-        Some(dx) => dx.par_chunks_mut(image_len.max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
-        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
-    };
-    let mut dw = vec![0.0; dw_len];
-    for part in parts {
-        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-    }
-    (dx, dw)
-}
-
 /// One channel's output plane, added into `y` (zeros).
 fn plane_forward(p: &Plan, x: &[f32], w: &[f32], y: &mut [f32]) {
     let (iw, ow, sx) = (p.hw[1], p.out[1], p.strides[1]);
@@ -278,15 +201,41 @@ pub(super) fn forward(p: &Plan, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
     }
 }
 
+/// [`forward`] at stride 1 through [`Wide`] planes.
+fn forward_wide(p: &Plan, wide: &Wide, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
+    let scratch = || (vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
+    forward_images(p, x, w, c, scratch, |(xp, acc), xc, wc, yc| {
+        wide.pad(p, xc, xp);
+        wide.forward(p, xp, wc, acc, yc);
+    })
+}
+
 /// [`forward`] row by row (any stride).
 fn forward_rows(p: &Plan, x: &[f32], w: &[f32], c: usize) -> Vec<f32> {
+    forward_images(p, x, w, c, || (), |_, xc, wc, yc| plane_forward(p, xc, wc, yc))
+}
+
+/// The forward driver: for each image in parallel, `plane(scratch, x, w, y)` on each channel's
+/// input plane, filter and (zeroed) output plane, with one `scratch()` per image.
+fn forward_images<S>(
+    p: &Plan,
+    x: &[f32],
+    w: &[f32],
+    c: usize,
+    scratch: impl Fn() -> S + Sync,
+    plane: impl Fn(&mut S, &[f32], &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
     let mut y = vec![0.0; n * c * op];
-    y.par_chunks_mut((c * op).max(1)).zip(x.par_chunks(c * ip)).for_each(|(yi, xi)| {
-        for ch in 0..c {
-            plane_forward(p, &xi[ch * ip..(ch + 1) * ip], &w[ch * kk..(ch + 1) * kk], &mut yi[ch * op..(ch + 1) * op]);
-        }
+    y.par_chunks_mut((c * op).max(1)).zip(x.par_chunks((c * ip).max(1))).for_each(|(yi, xi)| {
+        let mut s = scratch();
+        simd::fast(|| {
+            for ch in 0..c {
+                let (xc, wc) = (&xi[ch * ip..(ch + 1) * ip], &w[ch * kk..(ch + 1) * kk]);
+                plane(&mut s, xc, wc, &mut yi[ch * op..(ch + 1) * op]);
+            }
+        })
     });
     y
 }
@@ -310,26 +259,64 @@ pub(super) fn backward(
     }
 }
 
+/// [`backward`] at stride 1 through [`Wide`] planes.
+fn backward_wide(
+    p: &Plan,
+    wide: &Wide,
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    c: usize,
+    want_dx: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let scratch = || (vec![0.0f32; wide.padded()], vec![0.0f32; wide.padded()], vec![0.0f32; wide.wide(p)]);
+    backward_images(p, (x, w, g), c, want_dx, scratch, |(xp, dxp, gw), [xc, wc, gc], dx, dw| {
+        wide.pad(p, xc, xp);
+        wide.backward(p, xp, wc, gc, gw, dxp, dx, dw);
+    })
+}
+
 /// [`backward`] row by row (any stride).
 fn backward_rows(p: &Plan, x: &[f32], w: &[f32], g: &[f32], c: usize, want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
+    backward_images(p, (x, w, g), c, want_dx, || (), |_, [xc, wc, gc], dx, dw| plane_backward(p, xc, wc, gc, dx, dw))
+}
+
+/// The backward driver: for each image in parallel, `plane(scratch, [x, w, g], dx, dw)` on each
+/// channel's input plane, filter and output-gradient plane, with its slice of dx when wanted
+/// (zeros) and of the image's own dw (zeros); one `scratch()` per image. The images' dw are added
+/// up. Returns `(dx, dw)`.
+fn backward_images<S>(
+    p: &Plan,
+    (x, w, g): (&[f32], &[f32], &[f32]),
+    c: usize,
+    want_dx: bool,
+    scratch: impl Fn() -> S + Sync,
+    plane: impl Fn(&mut S, [&[f32]; 3], Option<&mut [f32]>, &mut [f32]) + Sync,
+) -> (Option<Vec<f32>>, Vec<f32>) {
     let (ip, op, kk) = (p.hw[0] * p.hw[1], p.out[0] * p.out[1], p.k[0] * p.k[1]);
     let n = x.len() / (c * ip).max(1);
     let image = |i: usize, mut dxi: Option<&mut [f32]>| {
-        let mut dw = vec![0.0; c * kk];
-        for ch in 0..c {
-            let at = (i * c + ch) * ip;
-            plane_backward(
-                p,
-                &x[at..at + ip],
-                &w[ch * kk..(ch + 1) * kk],
-                &g[(i * c + ch) * op..(i * c + ch + 1) * op],
-                dxi.as_deref_mut().map(|d| &mut d[ch * ip..(ch + 1) * ip]),
-                &mut dw[ch * kk..(ch + 1) * kk],
-            );
-        }
+        let (mut s, mut dw) = (scratch(), vec![0.0; c * kk]);
+        simd::fast(|| {
+            for ch in 0..c {
+                let (at, go) = ((i * c + ch) * ip, (i * c + ch) * op);
+                let planes = [&x[at..at + ip], &w[ch * kk..(ch + 1) * kk], &g[go..go + op]];
+                let dx = dxi.as_deref_mut().map(|d| &mut d[ch * ip..(ch + 1) * ip]);
+                plane(&mut s, planes, dx, &mut dw[ch * kk..(ch + 1) * kk]);
+            }
+        });
         dw
     };
-    per_image(n, c * ip, c * kk, want_dx, image)
+    let mut dx = want_dx.then(|| vec![0.0; n * c * ip]);
+    let parts: Vec<Vec<f32>> = match dx.as_mut() {
+        Some(dx) => dx.par_chunks_mut((c * ip).max(1)).enumerate().map(|(i, d)| image(i, Some(d))).collect(),
+        None => (0..n).into_par_iter().map(|i| image(i, None)).collect(),
+    };
+    let mut dw = vec![0.0; c * kk];
+    for part in parts {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    (dx, dw)
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ mod gather;
 mod gemm;
 mod matmul;
 mod norm;
-pub(in crate::graph) mod par;
+pub(crate) mod par;
 mod pool;
 mod reduce;
 #[cfg(target_arch = "x86_64")]

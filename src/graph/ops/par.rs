@@ -9,7 +9,8 @@ use super::simd;
 
 /// Below this many elements one thread is faster than splitting.
 pub const PARALLEL_FROM: usize = 1 << 15;
-const CHUNK: usize = 1 << 13;
+/// Elements per parallel piece.
+pub const CHUNK: usize = 1 << 13;
 
 /// `f` applied to every element of `a`, vectorised (see [`simd::fast`]).
 ///
@@ -17,21 +18,23 @@ const CHUNK: usize = 1 << 13;
 /// Any shape; returns `a`'s shape.
 pub fn map(a: &ArrayD<f32>, f: impl Fn(f32) -> f32 + Sync) -> ArrayD<f32> {
     let Some(src) = a.as_slice() else { return a.mapv(f) };
-    let mut out = Vec::with_capacity(src.len());
-    let body = |d: &mut [MaybeUninit<f32>], s: &[f32]| {
-        simd::fast(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(f(s))))
-    };
-    if src.len() >= PARALLEL_FROM {
-        out.spare_capacity_mut()[..src.len()]
-            .par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(d, s)| body(d, s));
-    } else {
-        body(&mut out.spare_capacity_mut()[..src.len()], src);
-    }
-    // SAFETY: every element up to `src.len()` was written above.
-    unsafe { out.set_len(src.len()) };
+    let out = filled(src, |d, s| simd::fast(|| d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(f(s)))));
     ArrayD::from_shape_vec(a.raw_dim(), out).unwrap()
+}
+
+/// A new vector as long as `src`, `body(dst, src)` writing every value of each `CHUNK`-long
+/// piece (the pieces in parallel when `src` is large).
+fn filled(src: &[f32], body: impl Fn(&mut [MaybeUninit<f32>], &[f32]) + Sync) -> Vec<f32> {
+    let mut out = Vec::with_capacity(src.len());
+    let spare = &mut out.spare_capacity_mut()[..src.len()];
+    if src.len() >= PARALLEL_FROM {
+        spare.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| body(d, s));
+    } else {
+        body(spare, src);
+    }
+    // SAFETY: `body` wrote every element up to `src.len()`.
+    unsafe { out.set_len(src.len()) };
+    out
 }
 
 /// `f` applied to the elements of `a` and `b` pairwise, vectorised.
@@ -133,14 +136,8 @@ pub fn standard(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
     let (true, Some(src)) = (len >= PARALLEL_FROM && positive, a.as_slice_memory_order()) else {
         return standard_by_outer_axis(a);
     };
-    let mut out = Vec::with_capacity(len);
     if a.is_standard_layout() {
-        let spare = &mut out.spare_capacity_mut()[..len];
-        spare.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| {
-            d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(s));
-        });
-        // SAFETY: the chunks cover all `len` elements, each written above.
-        unsafe { out.set_len(len) };
+        let out = filled(src, |d, s| d.iter_mut().zip(s).for_each(|(d, &s)| *d = MaybeUninit::new(s)));
         return ArrayD::from_shape_vec(a.raw_dim(), out).unwrap();
     }
     let (shape, strides) = (a.shape(), a.strides());
@@ -154,6 +151,7 @@ pub fn standard(a: ArrayViewD<'_, f32>) -> ArrayD<f32> {
     }
     let (dims, steps) = (&shape[..outer], &strides[..outer]);
     let rows = (CHUNK / run).max(1);
+    let mut out = Vec::with_capacity(len);
     out.spare_capacity_mut()[..len].par_chunks_mut(rows * run).enumerate().for_each(|(j, block)| {
         let mut index = vec![0usize; dims.len()];
         let mut first = j * rows;
