@@ -6,7 +6,7 @@ use ndarray::{s, Array2, Array3, ArrayD, ArrayView2, ArrayView3, Axis, CowArray,
 use rayon::prelude::*;
 
 use super::window::Window;
-use super::{depthwise, gemm, input, Attrs, Grads, Op};
+use super::{depthwise, gemm, input, par, Attrs, Grads, Op};
 use crate::graph::value::{as_f32, OpResult, Value};
 
 /// A convolution.
@@ -167,31 +167,13 @@ fn per_image(t: Array2<f32>, n: usize) -> Array3<f32> {
     swap01(t.into_shape_with_order((rows, n, np / n.max(1))).unwrap().view())
 }
 
-/// `a` with its first two axes swapped, in row-major memory: whole `P`-long rows are copied, in
-/// parallel over the new first axis (ndarray's own copy of a permuted view goes element by
-/// element).
+/// `a` with its first two axes swapped, in row-major memory (whole `P`-long rows copied in
+/// parallel by [`par::standard`]).
 ///
 /// # Shapes
 /// `a`: `[A, B, P]`; returns `[B, A, P]`.
 fn swap01(a: ArrayView3<f32>) -> Array3<f32> {
-    let (na, nb, p) = a.dim();
-    let mut out = vec![0.0f32; na * nb * p];
-    let fill = |(j, block): (usize, &mut [f32])| {
-        for (i, dst) in block.chunks_mut(p.max(1)).enumerate() {
-            let src = a.slice(s![i, j, ..]);
-            match src.as_slice() {
-                Some(src) => dst.copy_from_slice(src),
-                None => dst.iter_mut().zip(src.iter()).for_each(|(d, s)| *d = *s),
-            }
-        }
-    };
-    let chunk = (na * p).max(1);
-    if out.len() >= 1 << 15 {
-        out.par_chunks_mut(chunk).enumerate().for_each(fill);
-    } else {
-        out.chunks_mut(chunk).enumerate().for_each(fill);
-    }
-    Array3::from_shape_vec((nb, na, p), out).expect("B x A x P elements")
+    par::standard(a.permuted_axes([1, 0, 2]).into_dyn()).into_dimensionality().expect("three axes")
 }
 
 /// A 1×1 convolution as one product per image, `W · X_i`, written straight into the output.
